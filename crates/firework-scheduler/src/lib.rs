@@ -1,0 +1,19 @@
+//! Deterministic placement of Firework services onto live nodes.
+//!
+//! [`schedule`] is a pure function: the same nodes, services, previous placement and options
+//! give the same [`Placement`], whatever the order of the inputs. [`registry`] finds the live
+//! nodes from the records agents write, and [`input`] reads the files the command-line tool
+//! takes.
+
+pub mod error;
+pub mod placement;
+pub mod request;
+mod schedule;
+
+pub use error::ScheduleError;
+pub use placement::{Assignment, Move, MoveReason, NodeUsage, Placement, Unplaced, UnplacedReason};
+pub use request::{
+    DEFAULT_VM_OVERHEAD_MB, ExistingPlacement, NodeCapacity, Resources, ScheduleOptions,
+    ServiceRequest,
+};
+pub use schedule::schedule;

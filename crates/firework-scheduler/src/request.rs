@@ -1,0 +1,208 @@
+//! Inputs of a scheduling pass: live nodes, services to place, the previous placement and
+//! the options.
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::ScheduleError;
+
+/// Memory in MiB counted for every VM on top of its `memory_mb`: the Firecracker process
+/// itself and what the host spends per guest.
+///
+/// Firecracker v1.16 states a VMM overhead of at most 5 MiB for a 1-vCPU, 128 MiB guest.
+/// NOTE: 32 MiB is an estimate with margin for larger guests (page tables grow with guest
+/// memory), the jailer and the host side of virtio queues. It is not a measurement.
+pub const DEFAULT_VM_OVERHEAD_MB: u64 = 32;
+
+/// Maximum length of a node or service name in bytes.
+pub const MAX_NAME_LEN: usize = 253;
+
+/// A quantity of CPU and memory.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resources {
+    /// Virtual CPUs.
+    pub vcpus: u32,
+    /// Memory in MiB.
+    pub memory_mb: u64,
+}
+
+impl Resources {
+    /// Creates a quantity of `vcpus` CPUs and `memory_mb` MiB.
+    pub const fn new(vcpus: u32, memory_mb: u64) -> Self {
+        Self { vcpus, memory_mb }
+    }
+
+    /// Subtracts `other` per dimension, stopping at zero.
+    pub const fn saturating_sub(self, other: Self) -> Self {
+        Self {
+            vcpus: self.vcpus.saturating_sub(other.vcpus),
+            memory_mb: self.memory_mb.saturating_sub(other.memory_mb),
+        }
+    }
+}
+
+/// A live node that can receive services.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeCapacity {
+    /// Node name, the `<node>` of `nodes/<node>.yaml`.
+    pub name: String,
+    /// Labels; a service with `node_type` X only goes to nodes whose labels contain X.
+    #[serde(default)]
+    pub labels: BTreeSet<String>,
+    /// Address that peers use to reach the node.
+    #[serde(default)]
+    pub host_ip: Option<IpAddr>,
+    /// Total CPU and memory of the host.
+    pub capacity: Resources,
+    /// Part of the capacity kept for the host and the agent; never given to services.
+    #[serde(default)]
+    pub reserved: Resources,
+}
+
+impl NodeCapacity {
+    /// Creates a node without labels, host address or reserve.
+    pub fn new(name: impl Into<String>, vcpus: u32, memory_mb: u64) -> Self {
+        Self {
+            name: name.into(),
+            labels: BTreeSet::new(),
+            host_ip: None,
+            capacity: Resources::new(vcpus, memory_mb),
+            reserved: Resources::default(),
+        }
+    }
+
+    /// Adds a label.
+    pub fn with_label(mut self, label: impl Into<String>) -> Self {
+        self.labels.insert(label.into());
+        self
+    }
+
+    /// Sets the reserve.
+    pub fn with_reserved(mut self, vcpus: u32, memory_mb: u64) -> Self {
+        self.reserved = Resources::new(vcpus, memory_mb);
+        self
+    }
+
+    /// Capacity minus the reserve: what services may use.
+    pub fn allocatable(&self) -> Resources {
+        self.capacity.saturating_sub(self.reserved)
+    }
+}
+
+/// A service to place.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceRequest {
+    /// Service name, unique among the services of one pass.
+    pub name: String,
+    /// Virtual CPUs of the VM.
+    pub vcpus: u32,
+    /// Guest memory in MiB, without the per-VM overhead.
+    pub memory_mb: u64,
+    /// Node label the service requires; `None` allows every node.
+    #[serde(default)]
+    pub node_type: Option<String>,
+    /// Services sharing a group are never placed on the same node.
+    #[serde(default)]
+    pub anti_affinity_group: Option<String>,
+}
+
+impl ServiceRequest {
+    /// Creates a service without node type or anti-affinity group.
+    pub fn new(name: impl Into<String>, vcpus: u32, memory_mb: u64) -> Self {
+        Self {
+            name: name.into(),
+            vcpus,
+            memory_mb,
+            node_type: None,
+            anti_affinity_group: None,
+        }
+    }
+
+    /// Sets the required node label.
+    pub fn with_node_type(mut self, node_type: impl Into<String>) -> Self {
+        self.node_type = Some(node_type.into());
+        self
+    }
+
+    /// Sets the anti-affinity group.
+    pub fn with_group(mut self, group: impl Into<String>) -> Self {
+        self.anti_affinity_group = Some(group.into());
+        self
+    }
+
+    /// CPU and memory the service takes on a node, per-VM overhead included.
+    pub fn demand(&self, options: &ScheduleOptions) -> Resources {
+        Resources::new(
+            self.vcpus,
+            self.memory_mb.saturating_add(options.vm_overhead_mb),
+        )
+    }
+}
+
+/// One entry of the previous placement: `service` ran on `node`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ExistingPlacement {
+    /// Service name.
+    pub service: String,
+    /// Node the service was placed on.
+    pub node: String,
+}
+
+impl ExistingPlacement {
+    /// Creates an entry.
+    pub fn new(service: impl Into<String>, node: impl Into<String>) -> Self {
+        Self {
+            service: service.into(),
+            node: node.into(),
+        }
+    }
+}
+
+/// Options of a scheduling pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScheduleOptions {
+    /// Memory in MiB added to every VM's `memory_mb`.
+    pub vm_overhead_mb: u64,
+    /// Prefer the node that stays least loaded (worst fit) instead of best fit when placing
+    /// a service. A preference only: capacity, node type and anti-affinity still hold, and
+    /// existing placements that fit are kept either way.
+    pub spread: bool,
+}
+
+impl Default for ScheduleOptions {
+    fn default() -> Self {
+        Self {
+            vm_overhead_mb: DEFAULT_VM_OVERHEAD_MB,
+            spread: false,
+        }
+    }
+}
+
+/// Checks that `name` can be a path component and a label value: 1 to [`MAX_NAME_LEN`]
+/// bytes of ASCII letters, digits, `-`, `_` and `.`, starting with a letter or digit.
+pub fn validate_name(kind: &'static str, name: &str) -> Result<(), ScheduleError> {
+    let reason = if name.is_empty() {
+        Some("is empty")
+    } else if name.len() > MAX_NAME_LEN {
+        Some("is longer than 253 bytes")
+    } else if !name.as_bytes()[0].is_ascii_alphanumeric() {
+        Some("must start with an ASCII letter or digit")
+    } else if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+    {
+        Some("may contain only ASCII letters, digits, '-', '_' and '.'")
+    } else {
+        None
+    };
+    match reason {
+        Some(reason) => Err(ScheduleError::InvalidName {
+            kind,
+            name: name.to_owned(),
+            reason,
+        }),
+        None => Ok(()),
+    }
+}
