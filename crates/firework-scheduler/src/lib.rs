@@ -6,7 +6,11 @@
 //! takes.
 
 pub mod error;
+pub mod input;
 pub mod placement;
+pub mod plan;
+pub mod registry;
+pub mod report;
 pub mod request;
 mod schedule;
 

@@ -7,7 +7,10 @@
 //! documented behaviour and says so. The `scheduler-volume-*` vectors need persistent
 //! volumes, which this scheduler does not place yet, so none of them runs here.
 
-#![allow(clippy::unwrap_used, reason = "helpers of tests: a panic is a test failure")]
+#![allow(
+    clippy::unwrap_used,
+    reason = "helpers of tests: a panic is a test failure"
+)]
 
 use std::collections::BTreeMap;
 use std::fs;

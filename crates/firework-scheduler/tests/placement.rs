@@ -1,6 +1,9 @@
 //! Table tests of the placement pass.
 
-#![allow(clippy::unwrap_used, reason = "helpers of tests: a panic is a test failure")]
+#![allow(
+    clippy::unwrap_used,
+    reason = "helpers of tests: a panic is a test failure"
+)]
 
 use firework_scheduler::{
     ExistingPlacement, MoveReason, NodeCapacity, Placement, ScheduleError, ScheduleOptions,

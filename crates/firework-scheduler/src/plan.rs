@@ -1,0 +1,106 @@
+//! The `plan` command: discover live nodes, read services and the previous placement, and
+//! schedule.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use serde::Serialize;
+use tracing::info_span;
+
+use crate::error::ScheduleError;
+use crate::input::{InputError, read_existing, read_services};
+use crate::placement::Placement;
+use crate::registry::{Discovery, NotLive, RegistryError, Rejected, discover, read_registry_dir};
+use crate::request::ScheduleOptions;
+use crate::schedule::schedule;
+
+/// What [`plan`] reads and how it decides.
+#[derive(Debug, Clone)]
+pub struct PlanRequest {
+    /// Registry root; records are read from `<registry>/registry/nodes/*.json`.
+    pub registry: PathBuf,
+    /// Rendered services: one YAML file or a directory of them.
+    pub input: PathBuf,
+    /// Directory of previous node configs `<node>.yaml`, if any.
+    pub existing: Option<PathBuf>,
+    /// Heartbeat age after which a node is not live.
+    pub ttl: Duration,
+    /// The time liveness is judged at.
+    pub now: Timestamp,
+    /// Placement options.
+    pub options: ScheduleOptions,
+}
+
+/// Errors that stop `plan` before scheduling.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    /// The registry could not be read.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    /// The services or node configs could not be read.
+    #[error(transparent)]
+    Input(#[from] InputError),
+    /// The inputs are inconsistent, for example two services with one name.
+    #[error(transparent)]
+    Schedule(ScheduleError),
+}
+
+/// Result of `plan`: the discovered nodes and the placement, or why there is none.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlanReport {
+    /// Names of the live nodes.
+    pub live_nodes: Vec<String>,
+    /// Known nodes that are not live.
+    pub not_live: Vec<NotLive>,
+    /// Record files that could not be used.
+    pub rejected: Vec<Rejected>,
+    /// The placement; `None` when no node is live.
+    pub placement: Option<Placement>,
+    /// Why there is no placement.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl PlanReport {
+    /// True when a placement exists and every service is in it.
+    pub fn is_complete(&self) -> bool {
+        self.placement.as_ref().is_some_and(Placement::is_complete)
+    }
+}
+
+/// Runs discovery and scheduling for `request`.
+///
+/// When no node is live the report has no placement and carries the reason, because
+/// planning against an empty registry would move every service. Unreadable files and
+/// inconsistent inputs are errors.
+pub fn plan(request: &PlanRequest) -> Result<PlanReport, PlanError> {
+    let span = info_span!("plan", registry = %request.registry.display());
+    let _entered = span.enter();
+
+    let records = read_registry_dir(&request.registry)?;
+    let Discovery {
+        live,
+        not_live,
+        rejected,
+    } = discover(records, request.now, request.ttl);
+    let services = read_services(&request.input)?;
+    let existing = match &request.existing {
+        Some(dir) => read_existing(dir)?,
+        None => Vec::new(),
+    };
+
+    let live_nodes = live.iter().map(|n| n.name.clone()).collect();
+    let (placement, error) = match schedule(&live, &services, &existing, &request.options) {
+        Ok(placement) => (Some(placement), None),
+        Err(error @ ScheduleError::NoLiveNodes { .. }) => (None, Some(error.to_string())),
+        Err(error) => return Err(PlanError::Schedule(error)),
+    };
+    Ok(PlanReport {
+        live_nodes,
+        not_live,
+        rejected,
+        placement,
+        error,
+    })
+}

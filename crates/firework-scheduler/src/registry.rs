@@ -1,0 +1,252 @@
+//! Node discovery from the registry records that agents write.
+//!
+//! Every agent writes `registry/nodes/<node>.json` on each heartbeat. A node is live when its
+//! heartbeat is younger than a TTL; its labels, host address, capacity and reserve come from
+//! the record. [`read_registry_dir`] reads the records from a directory tree; an object-store
+//! reader returns the same [`RecordFile`] list, and [`discover`] applies the liveness rule.
+
+use std::fs;
+use std::io;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use tracing::{debug, info, warn};
+
+use crate::request::{NodeCapacity, Resources, validate_name};
+
+/// Default heartbeat age after which a node is no longer live: three missed heartbeats at
+/// the agent's 15-second interval.
+pub const DEFAULT_NODE_TTL: Duration = Duration::from_secs(45);
+
+/// Path of the records below the registry root.
+pub const NODES_PREFIX: &str = "registry/nodes";
+
+/// The record an agent writes to `registry/nodes/<node>.json` on every heartbeat.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeRecord {
+    /// Node name, equal to the file name without `.json`.
+    pub node: String,
+    /// Labels the node serves; services with one of them as `node_type` may run there.
+    #[serde(default)]
+    pub labels: Vec<String>,
+    /// Address peers use to reach the node.
+    #[serde(default)]
+    pub host_ip: Option<IpAddr>,
+    /// Total CPU and memory of the host.
+    pub capacity: Resources,
+    /// Part of the capacity kept for the host itself.
+    #[serde(default)]
+    pub reserved: Resources,
+    /// What the node's VMs use now. Not used for placement: the plan covers every service,
+    /// so the running load is already in the services being placed.
+    #[serde(default)]
+    pub used: Resources,
+    /// Version of the agent that wrote the record.
+    #[serde(default)]
+    pub agent_version: String,
+    /// Time of the heartbeat, RFC 3339.
+    pub heartbeat: String,
+}
+
+/// One record file as read, or why it could not be read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordFile {
+    /// Where the record came from: a file path or an object key.
+    pub source: String,
+    /// Node name taken from the file name.
+    pub file_node: String,
+    /// The record, or why it is unusable.
+    pub record: Result<NodeRecord, String>,
+}
+
+/// Errors of reading a registry directory.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    /// The directory of node records could not be listed.
+    #[error("failed to list registry directory {path}")]
+    List {
+        /// The directory.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Reads every `<root>/registry/nodes/*.json` file, in file-name order. Other files and
+/// subdirectories are skipped. A file that cannot be read or parsed becomes a
+/// [`RecordFile`] with an error, so one bad record does not hide the others.
+pub fn read_registry_dir(root: &Path) -> Result<Vec<RecordFile>, RegistryError> {
+    let dir = root.join(NODES_PREFIX);
+    let list_error = |source| RegistryError::List {
+        path: dir.clone(),
+        source,
+    };
+    let mut paths = Vec::new();
+    for entry in fs::read_dir(&dir).map_err(list_error)? {
+        let path = entry.map_err(list_error)?.path();
+        if path.extension().is_some_and(|e| e == "json") && path.is_file() {
+            paths.push(path);
+        } else {
+            debug!(path = %path.display(), "not a node record, skipped");
+        }
+    }
+    paths.sort();
+
+    Ok(paths
+        .into_iter()
+        .map(|path| {
+            let file_node = path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let record = fs::read(&path)
+                .map_err(|e| format!("failed to read: {e}"))
+                .and_then(|bytes| parse_record(&bytes));
+            RecordFile {
+                source: path.display().to_string(),
+                file_node,
+                record,
+            }
+        })
+        .collect())
+}
+
+/// Parses one record's JSON.
+pub fn parse_record(bytes: &[u8]) -> Result<NodeRecord, String> {
+    serde_json::from_slice(bytes).map_err(|e| format!("invalid node record JSON: {e}"))
+}
+
+/// Nodes found in the registry, split by liveness.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Discovery {
+    /// Live nodes in name order, ready for [`schedule`](crate::schedule).
+    pub live: Vec<NodeCapacity>,
+    /// Nodes with a valid record whose heartbeat is too old, or that report no capacity.
+    pub not_live: Vec<NotLive>,
+    /// Record files that could not be used.
+    pub rejected: Vec<Rejected>,
+}
+
+/// A node that is known but not live.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NotLive {
+    /// Node name.
+    pub node: String,
+    /// Why the node is not live.
+    pub reason: String,
+}
+
+/// A record file that could not be used.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Rejected {
+    /// File path or object key.
+    pub source: String,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+/// Splits `records` into live nodes, stale ones and unusable files.
+///
+/// A node is live when `now - heartbeat < ttl` and its capacity has at least one vCPU and
+/// one MiB. A heartbeat up to `ttl` in the future counts as fresh (clock skew between
+/// hosts); a later one is rejected as bogus.
+pub fn discover(records: Vec<RecordFile>, now: Timestamp, ttl: Duration) -> Discovery {
+    let mut discovery = Discovery::default();
+    for file in records {
+        let record = match check_record(&file) {
+            Ok(record) => record,
+            Err(reason) => {
+                warn!(source = %file.source, %reason, "node record rejected");
+                discovery.rejected.push(Rejected {
+                    source: file.source,
+                    reason,
+                });
+                continue;
+            }
+        };
+        match liveness(&record, now, ttl) {
+            Ok(()) => {
+                debug!(node = %record.node, heartbeat = %record.heartbeat, "node live");
+                discovery.live.push(NodeCapacity {
+                    name: record.node,
+                    labels: record.labels.into_iter().collect(),
+                    host_ip: record.host_ip,
+                    capacity: record.capacity,
+                    reserved: record.reserved,
+                });
+            }
+            Err(Liveness::NotLive(reason)) => {
+                info!(node = %record.node, %reason, "node not live");
+                discovery.not_live.push(NotLive {
+                    node: record.node,
+                    reason,
+                });
+            }
+            Err(Liveness::Invalid(reason)) => {
+                warn!(source = %file.source, %reason, "node record rejected");
+                discovery.rejected.push(Rejected {
+                    source: file.source,
+                    reason,
+                });
+            }
+        }
+    }
+    discovery.live.sort_by(|a, b| a.name.cmp(&b.name));
+    discovery.not_live.sort_by(|a, b| a.node.cmp(&b.node));
+    discovery
+}
+
+fn check_record(file: &RecordFile) -> Result<NodeRecord, String> {
+    let record = file.record.clone()?;
+    if record.node != file.file_node {
+        return Err(format!(
+            "record names node {:?} but the file is named for {:?}",
+            record.node, file.file_node
+        ));
+    }
+    validate_name("node", &record.node).map_err(|e| e.to_string())?;
+    Ok(record)
+}
+
+enum Liveness {
+    NotLive(String),
+    Invalid(String),
+}
+
+fn liveness(record: &NodeRecord, now: Timestamp, ttl: Duration) -> Result<(), Liveness> {
+    let heartbeat: Timestamp = record.heartbeat.parse().map_err(|e| {
+        Liveness::Invalid(format!(
+            "invalid heartbeat {:?}: {e}; write an RFC 3339 time such as 2026-12-04T20:00:00Z",
+            record.heartbeat
+        ))
+    })?;
+    let ttl_signed = jiff::SignedDuration::try_from(ttl).unwrap_or(jiff::SignedDuration::MAX);
+    let age = now.duration_since(heartbeat);
+    if age >= ttl_signed {
+        return Err(Liveness::NotLive(format!(
+            "last heartbeat {} is {}s old, the TTL is {}s",
+            record.heartbeat,
+            age.as_secs(),
+            ttl.as_secs()
+        )));
+    }
+    if -age > ttl_signed {
+        return Err(Liveness::Invalid(format!(
+            "heartbeat {} is {}s in the future, more than the TTL of {}s",
+            record.heartbeat,
+            (-age).as_secs(),
+            ttl.as_secs()
+        )));
+    }
+    if record.capacity.vcpus == 0 || record.capacity.memory_mb == 0 {
+        return Err(Liveness::NotLive(format!(
+            "reports no capacity ({} vCPUs, {} MiB)",
+            record.capacity.vcpus, record.capacity.memory_mb
+        )));
+    }
+    Ok(())
+}

@@ -1,0 +1,278 @@
+//! The `firework-scheduler plan` binary on real files.
+
+#![allow(
+    clippy::unwrap_used,
+    reason = "helpers of tests: a panic is a test failure"
+)]
+
+use std::fs;
+use std::path::Path;
+use std::process::{Command, Output};
+
+const NOW: &str = "2026-12-04T20:00:00Z";
+
+fn write_record(root: &Path, node: &str, heartbeat: &str, vcpus: u32, memory_mb: u64) {
+    let dir = root.join("registry/nodes");
+    fs::create_dir_all(&dir).unwrap();
+    let record = serde_json::json!({
+        "node": node,
+        "labels": ["general"],
+        "capacity": {"vcpus": vcpus, "memory_mb": memory_mb},
+        "agent_version": "0.1.0",
+        "heartbeat": heartbeat,
+    });
+    fs::write(
+        dir.join(format!("{node}.json")),
+        serde_json::to_vec(&record).unwrap(),
+    )
+    .unwrap();
+}
+
+fn run(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_firework-scheduler"))
+        .args(args)
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap()
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+struct Setup {
+    root: tempfile::TempDir,
+}
+
+impl Setup {
+    /// Two live nodes, one stale node, a services directory and a previous placement.
+    fn new() -> Self {
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path();
+        write_record(r, "n1", "2026-12-04T19:59:55Z", 4, 4096);
+        write_record(r, "n2", "2026-12-04T19:59:55Z", 8, 8192);
+        write_record(r, "old", "2026-12-04T19:50:00Z", 8, 8192);
+
+        fs::create_dir_all(r.join("services")).unwrap();
+        fs::write(
+            r.join("services/general.yaml"),
+            "node: general\nservices:\n  - name: web\n    image: /images/web.ext4\n    kernel: /k\n    vcpus: 2\n    memory_mb: 512\n    node_type: general\n  - name: api\n    vcpus: 1\n    memory_mb: 256\n",
+        )
+        .unwrap();
+        fs::write(
+            r.join("services/db.yaml"),
+            "name: db\nvcpus: 2\nmemory_mb: 1024\nanti_affinity_group: data\n",
+        )
+        .unwrap();
+        fs::write(r.join("services/README.md"), "ignored").unwrap();
+
+        fs::create_dir_all(r.join("nodes")).unwrap();
+        fs::write(
+            r.join("nodes/old.yaml"),
+            "node: old\nservices:\n  - name: db\n    vcpus: 2\n    memory_mb: 1024\n",
+        )
+        .unwrap();
+        fs::write(
+            r.join("nodes/n2.yaml"),
+            "node: n2\nservices:\n  - name: web\n    vcpus: 2\n    memory_mb: 512\n",
+        )
+        .unwrap();
+        Self { root }
+    }
+
+    fn dir(&self) -> &Path {
+        self.root.path()
+    }
+
+    fn plan(&self, extra: &[&str]) -> Output {
+        let registry = path(self.dir()).to_owned();
+        let input = path(&self.dir().join("services")).to_owned();
+        let existing = path(&self.dir().join("nodes")).to_owned();
+        let mut args = vec![
+            "plan",
+            "--registry",
+            &registry,
+            "--input",
+            &input,
+            "--existing",
+            &existing,
+            "--now",
+            NOW,
+        ];
+        args.extend_from_slice(extra);
+        run(&args)
+    }
+}
+
+#[test]
+fn plan_json_places_all() {
+    let setup = Setup::new();
+    let output = setup.plan(&["--format", "json"]);
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["live_nodes"], serde_json::json!(["n1", "n2"]));
+    assert_eq!(report["not_live"][0]["node"], "old");
+    let placement = &report["placement"];
+    let assignments: Vec<(String, String, bool)> = placement["assignments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            (
+                a["service"].as_str().unwrap().to_owned(),
+                a["node"].as_str().unwrap().to_owned(),
+                a["kept"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    // web stays on n2; db and api are placed by best fit on the smaller n1.
+    assert_eq!(
+        assignments,
+        [
+            ("api".to_owned(), "n1".to_owned(), false),
+            ("db".to_owned(), "n1".to_owned(), false),
+            ("web".to_owned(), "n2".to_owned(), true),
+        ]
+    );
+    assert_eq!(placement["moves"][0]["service"], "db");
+    assert_eq!(placement["moves"][0]["from"], "old");
+    assert_eq!(placement["moves"][0]["to"], "n1");
+    assert_eq!(placement["moves"][0]["reason"]["code"], "node_not_live");
+    assert_eq!(placement["unplaced"], serde_json::json!([]));
+}
+
+#[test]
+fn plan_text_lists_moves() {
+    let setup = Setup::new();
+    let output = setup.plan(&[]);
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    let text = String::from_utf8(output.stdout).unwrap();
+    assert_eq!(
+        text,
+        "nodes: 2 live, 1 not live, 0 rejected records\n\
+         \x20 not live old: last heartbeat 2026-12-04T19:50:00Z is 600s old, the TTL is 45s\n\
+         assignments:\n\
+         \x20 n1: 3/4 vCPUs, 1344/4096 MiB: api, db\n\
+         \x20 n2: 2/8 vCPUs, 544/8192 MiB: web\n\
+         moves: 1\n\
+         \x20 db: old -> n1 (previous node is not live)\n\
+         unplaced: 0\n"
+    );
+}
+
+#[test]
+fn plan_unplaced_exits_one() {
+    let setup = Setup::new();
+    fs::write(
+        setup.dir().join("services/huge.yaml"),
+        "name: huge\nvcpus: 16\nmemory_mb: 1024\n",
+    )
+    .unwrap();
+    let output = setup.plan(&[]);
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let text = String::from_utf8(output.stdout).unwrap();
+    assert!(
+        text.contains(
+            "unplaced: 1\n  huge: insufficient CPU: requested 16 vCPUs, at most 6 free on an allowed node\n"
+        ),
+        "{text}"
+    );
+}
+
+#[test]
+fn plan_no_live_nodes_places_nothing() {
+    let setup = Setup::new();
+    // Every heartbeat is older than a 1-second TTL.
+    let output = setup.plan(&["--ttl-seconds", "1", "--format", "json"]);
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["live_nodes"], serde_json::json!([]));
+    assert_eq!(report["placement"], serde_json::Value::Null);
+    assert_eq!(
+        report["error"],
+        "no live nodes: refusing to schedule 3 service(s), keep the previous placement until a node reports again"
+    );
+    // The previous placement is input only and stays untouched.
+    assert!(setup.dir().join("nodes/old.yaml").is_file());
+    assert!(setup.dir().join("nodes/n2.yaml").is_file());
+}
+
+#[test]
+fn plan_missing_registry_exits_two() {
+    let setup = Setup::new();
+    let missing = setup.dir().join("nowhere");
+    let output = run(&[
+        "plan",
+        "--registry",
+        path(&missing),
+        "--input",
+        path(&setup.dir().join("services")),
+    ]);
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    assert!(output.stdout.is_empty());
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(
+        stderr.starts_with(&format!(
+            "error: failed to list registry directory {}: ",
+            missing.join("registry/nodes").display()
+        )),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn plan_invalid_services_exits_two() {
+    let setup = Setup::new();
+    fs::write(
+        setup.dir().join("services/bad.yaml"),
+        "name: bad\nvcpus: two\n",
+    )
+    .unwrap();
+    let output = setup.plan(&[]);
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    assert!(output.stdout.is_empty());
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(
+        stderr.starts_with(&format!(
+            "error: invalid services file {}: expected a node config",
+            setup.dir().join("services/bad.yaml").display()
+        )),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn plan_duplicate_service_exits_two() {
+    let setup = Setup::new();
+    fs::write(
+        setup.dir().join("services/web.yaml"),
+        "name: web\nvcpus: 1\nmemory_mb: 128\n",
+    )
+    .unwrap();
+    let output = setup.plan(&[]);
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    assert_eq!(
+        String::from_utf8(output.stderr).unwrap(),
+        "error: duplicate service name \"web\"\n"
+    );
+}
+
+#[test]
+fn usage_error_exits_two() {
+    let output = run(&["plan", "--registry", "/tmp"]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(stderr.contains("--input <PATH>"), "{stderr}");
+
+    let output = run(&[
+        "plan",
+        "--registry",
+        "/tmp",
+        "--input",
+        "/tmp",
+        "--format",
+        "xml",
+    ]);
+    assert_eq!(output.status.code(), Some(2));
+}
