@@ -1,0 +1,187 @@
+//! The last good desired state, kept across store failures.
+//!
+//! Safety rules:
+//! - If any label fails to read or parse, the whole read yields no new desired state and the
+//!   previous state stays in force for every label.
+//! - A missing, empty or `services`-less file is an error (the parser rejects the latter two),
+//!   so it can never be read as "run nothing". Only an explicit `services: []` empties a label.
+//! - A peer node config that fails to read keeps its last good copy for routing.
+
+use std::collections::BTreeMap;
+
+use tracing::warn;
+
+use crate::error::StoreError;
+use crate::index::IndexSnapshot;
+use crate::store::{LabelResult, Listing, NodeConfigEntry};
+
+/// The node configs of all of an agent's labels from one successful read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DesiredState {
+    /// The entry of every label, keyed by label.
+    pub entries: BTreeMap<String, NodeConfigEntry>,
+}
+
+impl DesiredState {
+    /// A combined revision, `label=revision` pairs joined by `,` in label order. It changes
+    /// whenever any label's revision changes.
+    pub fn revision(&self) -> String {
+        self.entries
+            .iter()
+            .map(|(label, entry)| format!("{label}={}", entry.revision))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
+/// A read that produced no new desired state.
+#[derive(Debug)]
+pub struct StaleState<'a> {
+    /// The state still in force, `None` when no read has ever succeeded.
+    pub last_good: Option<&'a DesiredState>,
+    /// Why the read failed, one error per failed label with its backend and cause.
+    pub errors: Vec<StoreError>,
+}
+
+/// What a peer listing changed.
+#[derive(Debug, Default)]
+pub struct PeerUpdate {
+    /// Errors of peers that kept their last good copy, or of the listing as a whole.
+    pub errors: Vec<StoreError>,
+}
+
+/// Keeps the last good desired state of an agent's labels, its peers and the placement index.
+#[derive(Debug, Default)]
+pub struct DesiredStateCache {
+    desired: Option<DesiredState>,
+    peers: BTreeMap<String, NodeConfigEntry>,
+    index: Option<IndexSnapshot>,
+}
+
+impl DesiredStateCache {
+    /// An empty cache.
+    pub fn new() -> DesiredStateCache {
+        DesiredStateCache::default()
+    }
+
+    /// The desired state in force, `None` until the first fully successful read.
+    pub fn desired(&self) -> Option<&DesiredState> {
+        self.desired.as_ref()
+    }
+
+    /// Applies the results of [`crate::ConfigStore::fetch`] for `labels`.
+    ///
+    /// Returns the new state when every label was read and parsed; otherwise keeps the
+    /// previous state for all labels and returns the errors. A label missing from `results`
+    /// counts as a failure.
+    pub fn apply_fetch(
+        &mut self,
+        labels: &[String],
+        results: Vec<LabelResult>,
+    ) -> Result<&DesiredState, StaleState<'_>> {
+        let mut entries = BTreeMap::new();
+        let mut errors = Vec::new();
+        for result in results {
+            match result {
+                Ok(entry) => {
+                    entries.insert(entry.label.clone(), entry);
+                }
+                Err(error) => errors.push(error),
+            }
+        }
+        for label in labels {
+            let failed = errors.iter().any(|e| e.label() == Some(label.as_str()));
+            if !entries.contains_key(label) && !failed {
+                errors.push(StoreError::new(
+                    crate::StoreErrorKind::NotFound,
+                    errors
+                        .first()
+                        .map(|e: &StoreError| e.backend)
+                        .unwrap_or(crate::Backend::Local),
+                    crate::Subject::Label(label.clone()),
+                    crate::MessageError("the store returned no result for this label".to_owned()),
+                ));
+            }
+        }
+        entries.retain(|label, _| labels.contains(label));
+        if !errors.is_empty() {
+            for error in &errors {
+                warn!(
+                    backend = %error.backend,
+                    label = error.label().unwrap_or_default(),
+                    error = %crate::error_chain(error),
+                    "keeping last good desired state"
+                );
+            }
+            return Err(StaleState {
+                last_good: self.desired.as_ref(),
+                errors,
+            });
+        }
+        Ok(self.desired.insert(DesiredState { entries }))
+    }
+
+    /// The peer node configs in force, keyed by label.
+    pub fn peers(&self) -> &BTreeMap<String, NodeConfigEntry> {
+        &self.peers
+    }
+
+    /// Applies the result of [`crate::ConfigStore::list_all`].
+    ///
+    /// A failed listing keeps every peer. A peer whose file failed keeps its last good copy.
+    /// A peer absent from a successful listing was deleted and is dropped.
+    pub fn apply_listing(&mut self, listing: Result<Listing, StoreError>) -> PeerUpdate {
+        let listing = match listing {
+            Ok(listing) => listing,
+            Err(error) => {
+                warn!(backend = %error.backend, error = %crate::error_chain(&error), "keeping last good peers");
+                return PeerUpdate {
+                    errors: vec![error],
+                };
+            }
+        };
+        let mut peers = BTreeMap::new();
+        let mut errors = Vec::new();
+        for result in listing {
+            match result {
+                Ok(entry) => {
+                    peers.insert(entry.label.clone(), entry);
+                }
+                Err(error) => {
+                    if let Some(previous) = error.label().and_then(|label| self.peers.get(label)) {
+                        peers.insert(previous.label.clone(), previous.clone());
+                    }
+                    warn!(
+                        backend = %error.backend,
+                        label = error.label().unwrap_or_default(),
+                        error = %crate::error_chain(&error),
+                        "keeping last good copy of peer node config"
+                    );
+                    errors.push(error);
+                }
+            }
+        }
+        self.peers = peers;
+        PeerUpdate { errors }
+    }
+
+    /// The placement index in force.
+    pub fn index(&self) -> Option<&IndexSnapshot> {
+        self.index.as_ref()
+    }
+
+    /// Applies the result of [`crate::ConfigStore::fetch_index`], keeping the last good index
+    /// on error.
+    pub fn apply_index(
+        &mut self,
+        result: Result<IndexSnapshot, StoreError>,
+    ) -> Result<&IndexSnapshot, (Option<&IndexSnapshot>, StoreError)> {
+        match result {
+            Ok(snapshot) => Ok(self.index.insert(snapshot)),
+            Err(error) => {
+                warn!(backend = %error.backend, error = %crate::error_chain(&error), "keeping last good placement index");
+                Err((self.index.as_ref(), error))
+            }
+        }
+    }
+}

@@ -1,0 +1,525 @@
+//! Real servers for the integration tests: `git daemon` serving a bare repository and a
+//! single-node Garage S3 server, each on a free loopback port and killed on drop.
+
+#![allow(dead_code)]
+
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use futures::stream::BoxStream;
+use object_store::path::Path as ObjectPath;
+use object_store::{
+    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
+    PutMultipartOptions, PutOptions, PutPayload, PutResult,
+};
+use tempfile::TempDir;
+
+/// Returns a port that was free a moment ago on 127.0.0.1.
+pub fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+/// Polls `ready` every 50 ms until it returns true or `timeout` passes.
+pub fn wait_until(what: &str, timeout: Duration, mut ready: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !ready() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn port_open(port: u16) -> bool {
+    TcpStream::connect(("127.0.0.1", port)).is_ok()
+}
+
+/// Runs a command and returns its standard output; panics with its standard error on failure.
+pub fn run(command: &mut Command) -> String {
+    let output = command.output().unwrap();
+    assert!(
+        output.status.success(),
+        "{command:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+fn git(dir: &Path) -> Command {
+    let mut command = Command::new("git");
+    command
+        .current_dir(dir)
+        .env("GIT_AUTHOR_NAME", "test")
+        .env("GIT_AUTHOR_EMAIL", "test@example.invalid")
+        .env("GIT_COMMITTER_NAME", "test")
+        .env("GIT_COMMITTER_EMAIL", "test@example.invalid")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("HOME", dir);
+    command
+}
+
+/// A bare repository served by `git daemon` plus a work tree to commit from.
+pub struct GitServer {
+    dir: TempDir,
+    port: u16,
+    daemon: Option<Child>,
+}
+
+impl GitServer {
+    /// Creates `config.git` with branch `main` and starts the daemon.
+    pub fn start() -> GitServer {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("srv");
+        std::fs::create_dir_all(&root).unwrap();
+        run(git(&root).args(["init", "--bare", "-q", "-b", "main", "config.git"]));
+        run(git(dir.path()).args(["init", "-q", "-b", "main", "work"]));
+        let work = dir.path().join("work");
+        run(git(&work)
+            .args(["remote", "add", "origin"])
+            .arg(root.join("config.git")));
+        let mut server = GitServer {
+            dir,
+            port: 0,
+            daemon: None,
+        };
+        server.start_daemon();
+        server
+    }
+
+    fn start_daemon(&mut self) {
+        let port = free_port();
+        let root = self.dir.path().join("srv");
+        // `git daemon` forks `git-daemon` and killing the wrapper would leave the server
+        // running, so the daemon binary is started directly.
+        let exec_path = run(Command::new("git").arg("--exec-path"));
+        let daemon = Path::new(exec_path.trim()).join("git-daemon");
+        let child = Command::new(daemon)
+            .arg("--reuseaddr")
+            .arg("--export-all")
+            .arg("--listen=127.0.0.1")
+            .arg(format!("--port={port}"))
+            .arg(format!("--base-path={}", root.display()))
+            .arg(&root)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.daemon = Some(child);
+        self.port = port;
+        wait_until("git daemon", Duration::from_secs(10), || port_open(port));
+    }
+
+    /// The `git://` URL of the repository.
+    pub fn url(&self) -> String {
+        format!("git://127.0.0.1:{}/config.git", self.port)
+    }
+
+    /// The bare repository's path.
+    pub fn bare_path(&self) -> PathBuf {
+        self.dir.path().join("srv").join("config.git")
+    }
+
+    fn work(&self) -> PathBuf {
+        self.dir.path().join("work")
+    }
+
+    /// Writes (`Some`) or deletes (`None`) files, commits and pushes to `main`; returns the
+    /// new commit id.
+    pub fn commit(&self, files: &[(&str, Option<&str>)]) -> String {
+        let work = self.work();
+        for (path, content) in files {
+            let full = work.join(path);
+            match content {
+                Some(content) => {
+                    std::fs::create_dir_all(full.parent().unwrap()).unwrap();
+                    std::fs::write(&full, content).unwrap();
+                }
+                None => {
+                    let _ = std::fs::remove_file(&full);
+                }
+            }
+        }
+        run(git(&work).args(["add", "-A"]));
+        run(git(&work).args(["commit", "-q", "--allow-empty", "-m", "update"]));
+        run(git(&work).args(["push", "-q", "origin", "main"]));
+        self.head()
+    }
+
+    /// Replaces the last commit with a different one and force-pushes it; returns its id.
+    pub fn force_push_rewrite(&self, files: &[(&str, Option<&str>)]) -> String {
+        let work = self.work();
+        run(git(&work).args(["reset", "-q", "--hard", "HEAD~1"]));
+        for (path, content) in files {
+            let full = work.join(path);
+            match content {
+                Some(content) => {
+                    std::fs::create_dir_all(full.parent().unwrap()).unwrap();
+                    std::fs::write(&full, content).unwrap();
+                }
+                None => {
+                    let _ = std::fs::remove_file(&full);
+                }
+            }
+        }
+        run(git(&work).args(["add", "-A"]));
+        run(git(&work).args(["commit", "-q", "--allow-empty", "-m", "rewritten"]));
+        run(git(&work).args(["push", "-q", "--force", "origin", "main"]));
+        self.head()
+    }
+
+    /// The commit id of the work tree's `HEAD`.
+    pub fn head(&self) -> String {
+        run(git(&self.work()).args(["rev-parse", "HEAD"]))
+            .trim()
+            .to_owned()
+    }
+
+    /// Deletes branch `main` on the server.
+    pub fn delete_branch(&self) {
+        run(git(&self.bare_path()).args(["update-ref", "-d", "refs/heads/main"]));
+    }
+
+    /// Stops the daemon; the URL then refuses connections.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.daemon.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        wait_until("git daemon to stop", Duration::from_secs(10), || {
+            !port_open(self.port)
+        });
+    }
+}
+
+impl Drop for GitServer {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.daemon.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Finds the `garage` binary on PATH or in `~/.cargo/bin`.
+fn garage_binary() -> Option<PathBuf> {
+    let output = Command::new("sh")
+        .args(["-c", "command -v garage"])
+        .output()
+        .ok()?;
+    let found = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+    if output.status.success() && !found.is_empty() {
+        return Some(PathBuf::from(found));
+    }
+    let home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))?;
+    let candidate = home.join("bin").join("garage");
+    candidate.exists().then_some(candidate)
+}
+
+/// A single-node Garage server with one bucket and one key with read and write access.
+pub struct Garage {
+    dir: TempDir,
+    binary: PathBuf,
+    child: Option<Child>,
+    /// The S3 endpoint, `http://127.0.0.1:<port>`.
+    pub endpoint: String,
+    /// The admin endpoint, `http://127.0.0.1:<port>`.
+    pub admin_endpoint: String,
+    /// The S3 region Garage expects.
+    pub region: String,
+    /// The bucket created at start.
+    pub bucket: String,
+    /// The access key id.
+    pub key_id: String,
+    /// The secret access key.
+    pub secret: String,
+}
+
+impl Garage {
+    /// Starts Garage, or returns `None` after printing why when it is not installed.
+    /// Panics when it is missing and `CI=true`, because CI must run these tests.
+    pub fn start() -> Option<Garage> {
+        let Some(binary) = garage_binary() else {
+            if std::env::var("CI").as_deref() == Ok("true") {
+                panic!("garage is not installed but CI=true; run .ci/setup-garage.sh");
+            }
+            eprintln!("skipping: garage is not installed (run .ci/setup-garage.sh)");
+            return None;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let rpc_port = free_port();
+        let s3_port = free_port();
+        let admin_port = free_port();
+        let secret: String = (0..32)
+            .map(|_| format!("{:02x}", rand::random::<u8>()))
+            .collect();
+        let config = format!(
+            r#"metadata_dir = "{meta}"
+data_dir = "{data}"
+db_engine = "sqlite"
+replication_factor = 1
+rpc_bind_addr = "127.0.0.1:{rpc_port}"
+rpc_public_addr = "127.0.0.1:{rpc_port}"
+rpc_secret = "{secret}"
+
+[s3_api]
+s3_region = "garage"
+api_bind_addr = "127.0.0.1:{s3_port}"
+root_domain = ".s3.garage.localhost"
+
+[admin]
+api_bind_addr = "127.0.0.1:{admin_port}"
+"#,
+            meta = dir.path().join("meta").display(),
+            data = dir.path().join("data").display(),
+        );
+        let config_path = dir.path().join("garage.toml");
+        std::fs::write(&config_path, config).unwrap();
+        let log = std::fs::File::create(dir.path().join("garage.log")).unwrap();
+        let child = Command::new(&binary)
+            .arg("-c")
+            .arg(&config_path)
+            .arg("server")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let mut garage = Garage {
+            dir,
+            binary,
+            child: Some(child),
+            endpoint: format!("http://127.0.0.1:{s3_port}"),
+            admin_endpoint: format!("http://127.0.0.1:{admin_port}"),
+            region: "garage".to_owned(),
+            bucket: "firework".to_owned(),
+            key_id: String::new(),
+            secret: String::new(),
+        };
+        wait_until("garage rpc", Duration::from_secs(30), || {
+            port_open(rpc_port)
+        });
+        let node_id = garage.cli(&["node", "id", "-q"]);
+        let node_id = node_id.trim().split('@').next().unwrap().to_owned();
+        garage.cli(&["layout", "assign", "-z", "dc1", "-c", "1G", &node_id[..16]]);
+        garage.cli(&["layout", "apply", "--version", "1"]);
+        wait_until("garage s3 api", Duration::from_secs(30), || {
+            port_open(s3_port)
+        });
+        garage.cli(&["bucket", "create", "firework"]);
+        garage.cli(&["key", "create", "firework-test"]);
+        garage.cli(&[
+            "bucket",
+            "allow",
+            "--read",
+            "--write",
+            "--owner",
+            "firework",
+            "--key",
+            "firework-test",
+        ]);
+        let info = garage.cli(&["key", "info", "firework-test", "--show-secret"]);
+        for line in info.lines() {
+            let line = line.trim();
+            if let Some(value) = line.strip_prefix("Key ID:") {
+                garage.key_id = value.trim().to_owned();
+            }
+            if let Some(value) = line.strip_prefix("Secret key:") {
+                garage.secret = value.trim().to_owned();
+            }
+        }
+        assert!(!garage.key_id.is_empty(), "no key id in: {info}");
+        assert!(!garage.secret.is_empty(), "no secret in: {info}");
+        Some(garage)
+    }
+
+    /// Runs a `garage` command against this server and returns its output.
+    pub fn cli(&self, args: &[&str]) -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let output = Command::new(&self.binary)
+                .arg("-c")
+                .arg(self.dir.path().join("garage.toml"))
+                .args(args)
+                .output()
+                .unwrap();
+            if output.status.success() {
+                return String::from_utf8(output.stdout).unwrap();
+            }
+            // Right after start the layout may not have propagated yet.
+            assert!(
+                Instant::now() < deadline,
+                "garage {args:?} failed: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// S3 settings for this server's bucket with the test key, retries off.
+    pub fn settings(&self, prefix: &str) -> firework_store::ObjectSettings {
+        let mut settings = firework_store::ObjectSettings::s3(&self.bucket, prefix);
+        settings.region = Some(self.region.clone());
+        settings.endpoint_url = Some(self.endpoint.clone());
+        settings.static_credentials = Some((
+            self.key_id.clone(),
+            firework_store::Secret::new(self.secret.clone()),
+        ));
+        settings.max_retries = 0;
+        settings.request_timeout = Duration::from_secs(10);
+        settings
+    }
+
+    /// Stops the server.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Garage {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Counts what passes through an `ObjectStore`: GETs that returned a body, GETs answered
+/// with 304 Not Modified, and list calls.
+#[derive(Debug)]
+pub struct CountingStore {
+    inner: Arc<dyn ObjectStore>,
+    pub bodies: AtomicUsize,
+    pub not_modified: AtomicUsize,
+    pub lists: AtomicUsize,
+}
+
+impl CountingStore {
+    pub fn new(inner: Arc<dyn ObjectStore>) -> Arc<CountingStore> {
+        Arc::new(CountingStore {
+            inner,
+            bodies: AtomicUsize::new(0),
+            not_modified: AtomicUsize::new(0),
+            lists: AtomicUsize::new(0),
+        })
+    }
+
+    pub fn bodies(&self) -> usize {
+        self.bodies.load(Ordering::SeqCst)
+    }
+
+    pub fn not_modified(&self) -> usize {
+        self.not_modified.load(Ordering::SeqCst)
+    }
+}
+
+impl std::fmt::Display for CountingStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Counting({})", self.inner)
+    }
+}
+
+#[async_trait]
+impl ObjectStore for CountingStore {
+    async fn put_opts(
+        &self,
+        location: &ObjectPath,
+        payload: PutPayload,
+        options: PutOptions,
+    ) -> object_store::Result<PutResult> {
+        self.inner.put_opts(location, payload, options).await
+    }
+
+    async fn put_multipart_opts(
+        &self,
+        location: &ObjectPath,
+        options: PutMultipartOptions,
+    ) -> object_store::Result<Box<dyn MultipartUpload>> {
+        self.inner.put_multipart_opts(location, options).await
+    }
+
+    async fn get_opts(
+        &self,
+        location: &ObjectPath,
+        options: GetOptions,
+    ) -> object_store::Result<GetResult> {
+        let result = self.inner.get_opts(location, options).await;
+        match &result {
+            Ok(_) => {
+                self.bodies.fetch_add(1, Ordering::SeqCst);
+            }
+            Err(object_store::Error::NotModified { .. }) => {
+                self.not_modified.fetch_add(1, Ordering::SeqCst);
+            }
+            Err(_) => {}
+        }
+        result
+    }
+
+    fn delete_stream(
+        &self,
+        locations: BoxStream<'static, object_store::Result<ObjectPath>>,
+    ) -> BoxStream<'static, object_store::Result<ObjectPath>> {
+        self.inner.delete_stream(locations)
+    }
+
+    fn list(
+        &self,
+        prefix: Option<&ObjectPath>,
+    ) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+        self.lists.fetch_add(1, Ordering::SeqCst);
+        self.inner.list(prefix)
+    }
+
+    async fn list_with_delimiter(
+        &self,
+        prefix: Option<&ObjectPath>,
+    ) -> object_store::Result<ListResult> {
+        self.inner.list_with_delimiter(prefix).await
+    }
+
+    async fn copy_opts(
+        &self,
+        from: &ObjectPath,
+        to: &ObjectPath,
+        options: CopyOptions,
+    ) -> object_store::Result<()> {
+        self.inner.copy_opts(from, to, options).await
+    }
+}
+
+/// A registry record for `node` with fixed values.
+pub fn sample_record(node: &str, heartbeat: &str) -> firework_store::NodeRecord {
+    firework_store::NodeRecord {
+        node: node.to_owned(),
+        labels: vec![node.to_owned()],
+        host_ip: Some("10.0.0.7".parse().unwrap()),
+        capacity: firework_store::Resources {
+            vcpus: 8,
+            memory_mb: 16384,
+        },
+        reserved: firework_store::Resources {
+            vcpus: 1,
+            memory_mb: 1024,
+        },
+        used: firework_store::Resources {
+            vcpus: 2,
+            memory_mb: 2048,
+        },
+        agent_version: "0.1.0".to_owned(),
+        heartbeat: heartbeat.to_owned(),
+    }
+}
+
+/// A valid node config with one service.
+pub fn node_yaml(node: &str, service: &str) -> String {
+    format!(
+        "node: {node}\nhost_ip: 10.0.0.9\nservices:\n  - name: {service}\n    image: /img/{service}.ext4\n    kernel: /img/vmlinux\n    vcpus: 1\n    memory_mb: 128\n"
+    )
+}
