@@ -355,7 +355,8 @@ impl VmRuntime {
                 None => "the vm was never spawned".to_owned(),
             }
         } else {
-            format!("process {}", liveness)
+            let pid = record.process.map(|p| p.pid).unwrap_or_default();
+            format!("process {pid}: {liveness}")
         };
 
         tracing::warn!(reason = %reason, "vm is not running, cleaning up");
