@@ -245,63 +245,72 @@ fn decode_services(decoder: &mut Decoder, node: &Node) -> Vec<Service> {
     let mut host_ports: HashMap<(u16, Protocol), String> = HashMap::new();
     for (i, item) in decoder.sequence(node, "services").iter().enumerate() {
         let path = index("services", i);
-        let Some(decoded) = decode_service(decoder, item, &path) else {
-            continue;
-        };
-        let (service, name_position, forward_positions) = decoded;
-        if let Some(first) = names_seen.get(&service.name) {
-            decoder.error(
-                "duplicate-name",
-                &format!("{path}.name"),
-                name_position,
-                format!(
-                    "duplicate service name {:?}: services[{first}] already uses it",
-                    service.name
-                ),
-            );
-        } else {
-            names_seen.insert(service.name.clone(), i);
+        let decoded = decode_service(decoder, item, &path);
+        // Names and host ports are compared even for services with other errors, so that
+        // one run reports every conflict.
+        if let Some((name, position)) = &decoded.name {
+            if let Some(first) = names_seen.get(name) {
+                decoder.error(
+                    "duplicate-name",
+                    &format!("{path}.name"),
+                    *position,
+                    format!("duplicate service name {name:?}: services[{first}] already uses it"),
+                );
+            } else {
+                names_seen.insert(name.clone(), i);
+            }
         }
-        for (j, (forward, position)) in service
-            .port_forwards
-            .iter()
-            .zip(forward_positions)
-            .enumerate()
-        {
+        let owner = decoded
+            .name
+            .as_ref()
+            .map_or_else(|| path.clone(), |(name, _)| name.clone());
+        for (j, (forward, position)) in decoded.port_forwards.iter().enumerate() {
             let key = (forward.host_port, forward.protocol);
             match host_ports.get(&key) {
-                Some(owner) => decoder.error(
+                Some(first_owner) => decoder.error(
                     "duplicate-host-port",
                     &format!("{path}.port_forwards[{j}].host_port"),
-                    position,
+                    *position,
                     format!(
-                        "host port {} ({}) is already forwarded by service {owner:?}",
+                        "host port {} ({}) is already forwarded by service {first_owner:?}",
                         forward.host_port, forward.protocol
                     ),
                 ),
                 None => {
-                    host_ports.insert(key, service.name.clone());
+                    host_ports.insert(key, owner.clone());
                 }
             }
         }
-        services.push(service);
+        if let Some(service) = decoded.service {
+            services.push(service);
+        }
     }
     services
 }
 
-/// Reads one service of a node config; returns the service, the position of its name and the
-/// positions of its port forwards.
-fn decode_service(
-    decoder: &mut Decoder,
-    node: &Node,
-    path: &str,
-) -> Option<(Service, Position, Vec<Position>)> {
+/// One service of a node config as far as it could be read.
+struct DecodedService {
+    /// The whole service, when it has no errors.
+    service: Option<Service>,
+    /// The name and where it is written, when the name is valid.
+    name: Option<(String, Position)>,
+    /// The valid port forwards and where each is written.
+    port_forwards: Vec<(PortForward, Position)>,
+}
+
+fn decode_service(decoder: &mut Decoder, node: &Node, path: &str) -> DecodedService {
     let schema = Schema {
         known: SERVICE_KEYS,
         ci_only: CI_ONLY_KEYS,
         open: false,
     };
-    let fields = decoder.mapping(node, path, schema)?;
+    let Some(fields) = decoder.mapping(node, path, schema) else {
+        return DecodedService {
+            service: None,
+            name: None,
+            port_forwards: Vec::new(),
+        };
+    };
     let errors_before = decoder.error_count();
     let name = decoder.checked_string(
         &fields,
@@ -391,33 +400,39 @@ fn decode_service(
         names::check_env_key,
     );
     let node_type = decoder.opt_string(&fields, "node_type");
-    if decoder.error_count() > errors_before {
-        return None;
+    let named = name.clone().map(|name| (name, name_position));
+    let complete = decoder.error_count() == errors_before;
+    let service = match (complete, name, image, kernel, vcpus, memory_mb) {
+        (true, Some(name), Some(image), Some(kernel), Some(vcpus), Some(memory_mb)) => {
+            Some(Service {
+                name,
+                image,
+                kernel,
+                vcpus,
+                memory_mb,
+                kernel_args,
+                network,
+                port_forwards: forwards
+                    .iter()
+                    .map(|(forward, _)| forward.clone())
+                    .collect(),
+                health_check,
+                env,
+                links,
+                metadata,
+                anti_affinity_group,
+                cross_node_links,
+                node_host_ip_env,
+                node_type,
+            })
+        }
+        _ => None,
+    };
+    DecodedService {
+        service,
+        name: named,
+        port_forwards: forwards,
     }
-    let (port_forwards, positions): (Vec<PortForward>, Vec<Position>) =
-        forwards.into_iter().unzip();
-    Some((
-        Service {
-            name: name?,
-            image: image?,
-            kernel: kernel?,
-            vcpus: vcpus?,
-            memory_mb: memory_mb?,
-            kernel_args,
-            network,
-            port_forwards,
-            health_check,
-            env,
-            links,
-            metadata,
-            anti_affinity_group,
-            cross_node_links,
-            node_host_ip_env,
-            node_type,
-        },
-        name_position,
-        positions,
-    ))
 }
 
 fn decode_network(decoder: &mut Decoder, fields: &Fields<'_>) -> Option<NetworkSpec> {

@@ -299,7 +299,7 @@ impl Decoder {
                 "invalid-value",
                 &fields.path_of("timeout"),
                 at,
-                format!("timeout {timeout} is longer than interval {interval}: it must not be"),
+                format!("invalid timeout {timeout}: it must not exceed interval {interval}"),
             );
         }
         let retries = self.at_least_one(&fields, "retries", DEFAULT_HEALTH_RETRIES);

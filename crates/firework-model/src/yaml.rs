@@ -296,6 +296,9 @@ mod tests {
     fn syntax_error_has_position() {
         let error = parse("a: 1\nb: [unclosed\n").unwrap_err();
         assert_eq!(error.position, Position { line: 3, column: 1 });
-        assert_eq!(error.message, "while parsing a flow sequence, expected ',' or ']'");
+        assert_eq!(
+            error.message,
+            "while parsing a flow sequence, expected ',' or ']'"
+        );
     }
 }

@@ -1,0 +1,3 @@
+//! The logic behind `fireworkctl`'s subcommands; `main.rs` only parses arguments and prints.
+
+pub mod validate;
