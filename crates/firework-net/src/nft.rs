@@ -390,6 +390,30 @@ fn add_isolation(commands: &mut Vec<Value>, plan: &NetworkPlan, services: &[Rule
             ));
         }
     }
+    // With br_netfilter loaded, a DNAT whose target sits on the same bridge (a guest
+    // using another guest's published port) is bridged instead of routed, so it
+    // reaches this chain. The bridge family has no connection tracking without
+    // nf_conntrack_bridge, so published guest ports are opened here in both
+    // directions: every guest may reach them, as everyone may through the host port.
+    for service in services {
+        let comment = format!("service {}", service.name);
+        for forward in service.port_forwards {
+            let protocol = forward.protocol.as_str();
+            let address = json!(service.address.to_string());
+            for (address_field, port_field) in [("daddr", "dport"), ("saddr", "sport")] {
+                commands.push(rule(
+                    bridge_family,
+                    "forward",
+                    Some(&comment),
+                    vec![
+                        equals(payload("ip", address_field), address.clone()),
+                        equals(payload(protocol, port_field), json!(forward.vm_port)),
+                        verdict("accept"),
+                    ],
+                ));
+            }
+        }
+    }
     let taps: BTreeSet<&str> = services.iter().map(|s| s.tap).collect();
     let tap_set = json!({ "set": taps.into_iter().collect::<Vec<_>>() });
     commands.push(rule(
