@@ -443,15 +443,38 @@ pub(crate) fn map_error(
         object_store::Error::PermissionDenied { .. }
         | object_store::Error::Unauthenticated { .. } => StoreErrorKind::Denied,
         object_store::Error::InvalidPath { .. } => StoreErrorKind::InvalidSettings,
-        _ => StoreErrorKind::Unreachable,
+        // List requests report HTTP failures only as text, so the status is read from it.
+        _ => match http_status(&crate::error_chain(&error)) {
+            Some(404) => StoreErrorKind::NotFound,
+            Some(401 | 403) => StoreErrorKind::Denied,
+            _ => StoreErrorKind::Unreachable,
+        },
     };
     StoreError::new(kind, backend, subject, error).at(key.to_string())
+}
+
+/// Finds the status in object_store's message "Server returned non-2xx status code: 404 …".
+fn http_status(message: &str) -> Option<u16> {
+    const MARKER: &str = "non-2xx status code: ";
+    let start = message.find(MARKER)? + MARKER.len();
+    message[start..].get(..3)?.parse().ok()
 }
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn http_status_from_message() {
+        assert_eq!(
+            http_status(
+                "Error performing GET x - Server returned non-2xx status code: 404 Not Found: <xml>"
+            ),
+            Some(404)
+        );
+        assert_eq!(http_status("connection refused"), None);
+    }
 
     fn store(prefix: &str) -> ObjectConfigStore {
         ObjectConfigStore::from_store(
