@@ -24,14 +24,14 @@ pub enum ScheduleError {
         /// The repeated name.
         name: String,
     },
-    /// A node or service name cannot be used as a path component.
+    /// A node or service name breaks the naming rule.
     #[error("invalid {kind} name {name:?}: {reason}")]
     InvalidName {
-        /// `node`, `service`, `node type` or `anti-affinity group`.
+        /// `node` or `service`.
         kind: &'static str,
         /// The rejected name.
         name: String,
-        /// What is wrong with it.
+        /// The rule it breaks.
         reason: &'static str,
     },
     /// A service requests no CPU or no memory.

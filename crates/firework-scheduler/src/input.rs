@@ -1,11 +1,13 @@
-//! Readers for the command-line tool's files: rendered services and previous node configs.
+//! Readers for the command-line tool's files: rendered services and previous node configs,
+//! both in the node config format that agents read.
 
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
-use tracing::debug;
+use firework_model::ConfigError;
+use firework_model::node::{NodeConfig, parse_node_config};
+use tracing::{debug, warn};
 
 use crate::request::{ExistingPlacement, ServiceRequest};
 
@@ -21,16 +23,9 @@ pub enum InputError {
         #[source]
         source: io::Error,
     },
-    /// A file is not valid YAML of the expected shape.
-    #[error("invalid {what} {path}: {message}")]
-    Parse {
-        /// `services file` or `node config`.
-        what: &'static str,
-        /// The file.
-        path: PathBuf,
-        /// The parser's message.
-        message: String,
-    },
+    /// A file is not a valid node config; the error names the file and every finding.
+    #[error(transparent)]
+    Invalid(#[from] ConfigError),
     /// A directory contains no YAML file.
     #[error("no .yaml or .yml file in {path}")]
     Empty {
@@ -39,69 +34,14 @@ pub enum InputError {
     },
 }
 
-/// The fields of a rendered service that placement reads; other keys are ignored.
-#[derive(Debug, Deserialize)]
-struct ServiceDocument {
-    name: String,
-    vcpus: u32,
-    memory_mb: u64,
-    #[serde(default)]
-    node_type: Option<String>,
-    #[serde(default)]
-    anti_affinity_group: Option<String>,
-}
-
-impl From<ServiceDocument> for ServiceRequest {
-    fn from(doc: ServiceDocument) -> Self {
-        Self {
-            name: doc.name,
-            vcpus: doc.vcpus,
-            memory_mb: doc.memory_mb,
-            node_type: doc.node_type,
-            anti_affinity_group: doc.anti_affinity_group,
-        }
-    }
-}
-
-/// A node config (`services:` list) or a single service document.
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-enum ServicesFile {
-    NodeConfig { services: Vec<ServiceDocument> },
-    Single(ServiceDocument),
-}
-
-/// Only the service names of a node config.
-#[derive(Debug, Deserialize)]
-struct NodeConfigNames {
-    services: Vec<NamedService>,
-}
-
-#[derive(Debug, Deserialize)]
-struct NamedService {
-    name: String,
-}
-
-/// Reads rendered services from a YAML file, or from every `.yaml`/`.yml` file directly in
-/// a directory (in file-name order). Each file is either a node config with a `services:`
-/// list or one service with at least `name`, `vcpus` and `memory_mb`.
+/// Reads rendered services from a node config file, or from every `.yaml`/`.yml` file
+/// directly in a directory (in file-name order). Each file must be a valid node config with
+/// a `services:` list; warnings are logged.
 pub fn read_services(path: &Path) -> Result<Vec<ServiceRequest>, InputError> {
     let mut services = Vec::new();
     for file in yaml_files(path, false)? {
-        let text = read_text(&file)?;
-        let parsed: ServicesFile = serde_saphyr::from_str(&text).map_err(|e| InputError::Parse {
-            what: "services file",
-            path: file.clone(),
-            message: format!(
-                "expected a node config with a `services:` list or one service with `name`, `vcpus` and `memory_mb` ({e})"
-            ),
-        })?;
-        match parsed {
-            ServicesFile::NodeConfig { services: list } => {
-                services.extend(list.into_iter().map(ServiceRequest::from));
-            }
-            ServicesFile::Single(service) => services.push(service.into()),
-        }
+        let config = read_node_config(&file)?;
+        services.extend(config.services.iter().map(ServiceRequest::from));
     }
     Ok(services)
 }
@@ -116,13 +56,7 @@ pub fn read_existing(dir: &Path) -> Result<Vec<ExistingPlacement>, InputError> {
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let text = read_text(&file)?;
-        let config: NodeConfigNames =
-            serde_saphyr::from_str(&text).map_err(|e| InputError::Parse {
-                what: "node config",
-                path: file.clone(),
-                message: e.to_string(),
-            })?;
+        let config = read_node_config(&file)?;
         existing.extend(
             config
                 .services
@@ -133,11 +67,16 @@ pub fn read_existing(dir: &Path) -> Result<Vec<ExistingPlacement>, InputError> {
     Ok(existing)
 }
 
-fn read_text(path: &Path) -> Result<String, InputError> {
-    fs::read_to_string(path).map_err(|source| InputError::Read {
+fn read_node_config(path: &Path) -> Result<NodeConfig, InputError> {
+    let bytes = fs::read(path).map_err(|source| InputError::Read {
         path: path.to_owned(),
         source,
-    })
+    })?;
+    let parsed = parse_node_config(&bytes, &path.display().to_string())?;
+    for warning in &parsed.warnings {
+        warn!(path = %path.display(), "{warning}");
+    }
+    Ok(parsed.value)
 }
 
 /// Returns `path` itself when it is a file, else the YAML files directly inside it, which

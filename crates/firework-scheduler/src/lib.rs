@@ -7,6 +7,7 @@
 
 pub mod error;
 pub mod input;
+mod model;
 pub mod placement;
 pub mod plan;
 pub mod registry;
@@ -17,7 +18,7 @@ mod schedule;
 pub use error::ScheduleError;
 pub use placement::{Assignment, Move, MoveReason, NodeUsage, Placement, Unplaced, UnplacedReason};
 pub use request::{
-    DEFAULT_VM_OVERHEAD_MB, ExistingPlacement, NodeCapacity, Resources, ScheduleOptions,
+    DEFAULT_VM_OVERHEAD_MB, ExistingPlacement, NameKind, NodeCapacity, Resources, ScheduleOptions,
     ServiceRequest,
 };
 pub use schedule::schedule;

@@ -113,6 +113,9 @@ fn main() -> ExitCode {
         }
         Err(error) => {
             eprintln!("error: {}", error_chain(&error));
+            for diagnostic in error.diagnostics() {
+                eprintln!("  {diagnostic}");
+            }
             ExitCode::from(2)
         }
     }

@@ -46,6 +46,16 @@ pub enum PlanError {
     Schedule(ScheduleError),
 }
 
+impl PlanError {
+    /// Returns every finding of an invalid node config, or nothing for other errors.
+    pub fn diagnostics(&self) -> &[firework_model::Diagnostic] {
+        match self {
+            Self::Input(InputError::Invalid(error)) => error.diagnostics(),
+            _ => &[],
+        }
+    }
+}
+
 /// Result of `plan`: the discovered nodes and the placement, or why there is none.
 #[derive(Debug, Clone, Serialize)]
 pub struct PlanReport {

@@ -2,20 +2,22 @@
 //!
 //! Every agent writes `registry/nodes/<node>.json` on each heartbeat. A node is live when its
 //! heartbeat is younger than a TTL; its labels, host address, capacity and reserve come from
-//! the record. [`read_registry_dir`] reads the records from a directory tree; an object-store
-//! reader returns the same [`RecordFile`] list, and [`discover`] applies the liveness rule.
+//! the record. The record's `used` field is not read: the plan covers every service, so the
+//! running load is already in the services being placed. [`read_registry_dir`] reads the
+//! records from a directory tree; an object-store reader returns the same [`RecordFile`]
+//! list, and [`discover`] applies the liveness rule.
 
 use std::fs;
 use std::io;
-use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use firework_model::registry::NodeRecord;
 use jiff::Timestamp;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use tracing::{debug, info, warn};
 
-use crate::request::{NodeCapacity, Resources, validate_name};
+use crate::request::{NameKind, NodeCapacity, validate_name};
 
 /// Default heartbeat age after which a node is no longer live: three missed heartbeats at
 /// the agent's 15-second interval.
@@ -23,33 +25,6 @@ pub const DEFAULT_NODE_TTL: Duration = Duration::from_secs(45);
 
 /// Path of the records below the registry root.
 pub const NODES_PREFIX: &str = "registry/nodes";
-
-/// The record an agent writes to `registry/nodes/<node>.json` on every heartbeat.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct NodeRecord {
-    /// Node name, equal to the file name without `.json`.
-    pub node: String,
-    /// Labels the node serves; services with one of them as `node_type` may run there.
-    #[serde(default)]
-    pub labels: Vec<String>,
-    /// Address peers use to reach the node.
-    #[serde(default)]
-    pub host_ip: Option<IpAddr>,
-    /// Total CPU and memory of the host.
-    pub capacity: Resources,
-    /// Part of the capacity kept for the host itself.
-    #[serde(default)]
-    pub reserved: Resources,
-    /// What the node's VMs use now. Not used for placement: the plan covers every service,
-    /// so the running load is already in the services being placed.
-    #[serde(default)]
-    pub used: Resources,
-    /// Version of the agent that wrote the record.
-    #[serde(default)]
-    pub agent_version: String,
-    /// Time of the heartbeat, RFC 3339.
-    pub heartbeat: String,
-}
 
 /// One record file as read, or why it could not be read.
 #[derive(Debug, Clone, PartialEq)]
@@ -171,13 +146,7 @@ pub fn discover(records: Vec<RecordFile>, now: Timestamp, ttl: Duration) -> Disc
         match liveness(&record, now, ttl) {
             Ok(()) => {
                 debug!(node = %record.node, heartbeat = %record.heartbeat, "node live");
-                discovery.live.push(NodeCapacity {
-                    name: record.node,
-                    labels: record.labels.into_iter().collect(),
-                    host_ip: record.host_ip,
-                    capacity: record.capacity,
-                    reserved: record.reserved,
-                });
+                discovery.live.push(NodeCapacity::from(record));
             }
             Err(Liveness::NotLive(reason)) => {
                 info!(node = %record.node, %reason, "node not live");
@@ -208,7 +177,7 @@ fn check_record(file: &RecordFile) -> Result<NodeRecord, String> {
             record.node, file.file_node
         ));
     }
-    validate_name("node", &record.node).map_err(|e| e.to_string())?;
+    validate_name(NameKind::Node, &record.node).map_err(|e| e.to_string())?;
     Ok(record)
 }
 

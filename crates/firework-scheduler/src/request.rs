@@ -6,6 +6,8 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
+use firework_model::names;
+
 use crate::error::ScheduleError;
 
 /// Memory in MiB counted for every VM on top of its `memory_mb`: the Firecracker process
@@ -15,9 +17,6 @@ use crate::error::ScheduleError;
 /// NOTE: 32 MiB is an estimate with margin for larger guests (page tables grow with guest
 /// memory), the jailer and the host side of virtio queues. It is not a measurement.
 pub const DEFAULT_VM_OVERHEAD_MB: u64 = 32;
-
-/// Maximum length of a node or service name in bytes.
-pub const MAX_NAME_LEN: usize = 253;
 
 /// A quantity of CPU and memory.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -180,29 +179,25 @@ impl Default for ScheduleOptions {
     }
 }
 
-/// Checks that `name` can be a path component and a label value: 1 to [`MAX_NAME_LEN`]
-/// bytes of ASCII letters, digits, `-`, `_` and `.`, starting with a letter or digit.
-pub fn validate_name(kind: &'static str, name: &str) -> Result<(), ScheduleError> {
-    let reason = if name.is_empty() {
-        Some("is empty")
-    } else if name.len() > MAX_NAME_LEN {
-        Some("is longer than 253 bytes")
-    } else if !name.as_bytes()[0].is_ascii_alphanumeric() {
-        Some("must start with an ASCII letter or digit")
-    } else if !name
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-    {
-        Some("may contain only ASCII letters, digits, '-', '_' and '.'")
-    } else {
-        None
+/// Which rule [`validate_name`] applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NameKind {
+    /// A node name, which becomes the file name `nodes/<node>.yaml`.
+    Node,
+    /// A service name, which becomes a directory, TAP and router name.
+    Service,
+}
+
+/// Checks a name with the model's rules: a node name is 1 to 253 characters of letters,
+/// digits, `.`, `_` and `-` starting with a letter or digit; a service name is a DNS label.
+pub fn validate_name(kind: NameKind, name: &str) -> Result<(), ScheduleError> {
+    let (kind, checked) = match kind {
+        NameKind::Node => ("node", names::check_node_label(name)),
+        NameKind::Service => ("service", names::check_service_name(name)),
     };
-    match reason {
-        Some(reason) => Err(ScheduleError::InvalidName {
-            kind,
-            name: name.to_owned(),
-            reason,
-        }),
-        None => Ok(()),
-    }
+    checked.map_err(|reason| ScheduleError::InvalidName {
+        kind,
+        name: name.to_owned(),
+        reason,
+    })
 }

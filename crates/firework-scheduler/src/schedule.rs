@@ -24,7 +24,8 @@ use crate::placement::{
     Assignment, Move, MoveReason, NodeUsage, Placement, Unplaced, UnplacedReason,
 };
 use crate::request::{
-    ExistingPlacement, NodeCapacity, Resources, ScheduleOptions, ServiceRequest, validate_name,
+    ExistingPlacement, NameKind, NodeCapacity, Resources, ScheduleOptions, ServiceRequest,
+    validate_name,
 };
 
 /// Places `services` on the live `nodes`, keeping `existing` placements that still fit.
@@ -156,7 +157,7 @@ fn sorted_nodes(nodes: &[NodeCapacity]) -> Result<Vec<&NodeCapacity>, ScheduleEr
         }
     }
     for node in &sorted {
-        validate_name("node", &node.name)?;
+        validate_name(NameKind::Node, &node.name)?;
         if node.reserved.vcpus > node.capacity.vcpus
             || node.reserved.memory_mb > node.capacity.memory_mb
         {
@@ -178,7 +179,7 @@ fn sorted_services(services: &[ServiceRequest]) -> Result<Vec<&ServiceRequest>, 
         }
     }
     for service in &sorted {
-        validate_name("service", &service.name)?;
+        validate_name(NameKind::Service, &service.name)?;
         if service.vcpus == 0 {
             return Err(ScheduleError::ZeroRequest {
                 name: service.name.clone(),

@@ -56,12 +56,12 @@ impl Setup {
         fs::create_dir_all(r.join("services")).unwrap();
         fs::write(
             r.join("services/general.yaml"),
-            "node: general\nservices:\n  - name: web\n    image: /images/web.ext4\n    kernel: /k\n    vcpus: 2\n    memory_mb: 512\n    node_type: general\n  - name: api\n    vcpus: 1\n    memory_mb: 256\n",
+            "node: general\nservices:\n  - name: web\n    image: /images/web.ext4\n    kernel: /images/vmlinux\n    vcpus: 2\n    memory_mb: 512\n    node_type: general\n  - name: api\n    image: /images/api.ext4\n    kernel: /images/vmlinux\n    vcpus: 1\n    memory_mb: 256\n",
         )
         .unwrap();
         fs::write(
             r.join("services/db.yaml"),
-            "name: db\nvcpus: 2\nmemory_mb: 1024\nanti_affinity_group: data\n",
+            "services:\n  - name: db\n    image: /images/db.ext4\n    kernel: /images/vmlinux\n    vcpus: 2\n    memory_mb: 1024\n    anti_affinity_group: data\n",
         )
         .unwrap();
         fs::write(r.join("services/README.md"), "ignored").unwrap();
@@ -69,12 +69,12 @@ impl Setup {
         fs::create_dir_all(r.join("nodes")).unwrap();
         fs::write(
             r.join("nodes/old.yaml"),
-            "node: old\nservices:\n  - name: db\n    vcpus: 2\n    memory_mb: 1024\n",
+            "node: old\nservices:\n  - name: db\n    image: /images/db.ext4\n    kernel: /images/vmlinux\n    vcpus: 2\n    memory_mb: 1024\n",
         )
         .unwrap();
         fs::write(
             r.join("nodes/n2.yaml"),
-            "node: n2\nservices:\n  - name: web\n    vcpus: 2\n    memory_mb: 512\n",
+            "node: n2\nservices:\n  - name: web\n    image: /images/web.ext4\n    kernel: /images/vmlinux\n    vcpus: 2\n    memory_mb: 512\n",
         )
         .unwrap();
         Self { root }
@@ -166,7 +166,7 @@ fn plan_unplaced_exits_one() {
     let setup = Setup::new();
     fs::write(
         setup.dir().join("services/huge.yaml"),
-        "name: huge\nvcpus: 16\nmemory_mb: 1024\n",
+        "services:\n  - name: huge\n    image: /images/huge.ext4\n    kernel: /images/vmlinux\n    vcpus: 16\n    memory_mb: 1024\n",
     )
     .unwrap();
     let output = setup.plan(&[]);
@@ -226,19 +226,20 @@ fn plan_invalid_services_exits_two() {
     let setup = Setup::new();
     fs::write(
         setup.dir().join("services/bad.yaml"),
-        "name: bad\nvcpus: two\n",
+        "services:\n  - name: bad\n    image: /images/bad.ext4\n    kernel: /images/vmlinux\n    vcpus: two\n    memory_mb: 128\n",
     )
     .unwrap();
     let output = setup.plan(&[]);
     assert_eq!(output.status.code(), Some(2), "{output:?}");
     assert!(output.stdout.is_empty());
-    let stderr = String::from_utf8(output.stderr).unwrap();
-    assert!(
-        stderr.starts_with(&format!(
-            "error: invalid services file {}: expected a node config",
-            setup.dir().join("services/bad.yaml").display()
-        )),
-        "{stderr}"
+    let file = setup.dir().join("services/bad.yaml");
+    assert_eq!(
+        String::from_utf8(output.stderr).unwrap(),
+        format!(
+            "error: {0} is invalid: line 5: services[0].vcpus: invalid number \"two\": expected a whole number\n\
+             \x20 {0}:5:12: error: services[0].vcpus: invalid number \"two\": expected a whole number [invalid-number]\n",
+            file.display()
+        )
     );
 }
 
@@ -247,7 +248,7 @@ fn plan_duplicate_service_exits_two() {
     let setup = Setup::new();
     fs::write(
         setup.dir().join("services/web.yaml"),
-        "name: web\nvcpus: 1\nmemory_mb: 128\n",
+        "services:\n  - name: web\n    image: /images/web.ext4\n    kernel: /images/vmlinux\n    vcpus: 1\n    memory_mb: 128\n",
     )
     .unwrap();
     let output = setup.plan(&[]);

@@ -416,17 +416,17 @@ fn invalid_inputs_rejected() {
         (
             nodes.to_vec(),
             vec![service("../etc", 1, 1)],
-            "invalid service name \"../etc\": must start with an ASCII letter or digit",
+            "invalid service name \"../etc\": use 1 to 63 characters of a-z, 0-9 and '-', not starting or ending with '-'",
         ),
         (
             nodes.to_vec(),
             vec![service("a/b", 1, 1)],
-            "invalid service name \"a/b\": may contain only ASCII letters, digits, '-', '_' and '.'",
+            "invalid service name \"a/b\": use 1 to 63 characters of a-z, 0-9 and '-', not starting or ending with '-'",
         ),
         (
             vec![node("", 4, 1024)],
             vec![service("a", 1, 1)],
-            "invalid node name \"\": is empty",
+            "invalid node name \"\": use 1 to 253 characters of letters, digits, '.', '_' and '-', starting with a letter or digit",
         ),
     ];
     for (nodes, services, message) in cases {

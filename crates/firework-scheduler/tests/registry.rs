@@ -153,7 +153,7 @@ fn bad_records_rejected_others_kept() {
     assert_eq!(rejected[0].0, "bad name.json");
     assert_eq!(
         rejected[0].1,
-        "invalid node name \"bad name\": may contain only ASCII letters, digits, '-', '_' and '.'"
+        "invalid node name \"bad name\": use 1 to 253 characters of letters, digits, '.', '_' and '-', starting with a letter or digit"
     );
     assert_eq!(rejected[1].0, "badtime.json");
     assert!(
