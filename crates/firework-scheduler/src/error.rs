@@ -1,6 +1,6 @@
 //! Errors of a scheduling pass.
 
-/// Why a scheduling pass produced no placement at all.
+/// Errors that leave a scheduling pass without any placement.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ScheduleError {
     /// No node is live, which usually means the registry is unreachable or stale. Placing

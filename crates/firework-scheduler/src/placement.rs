@@ -66,11 +66,11 @@ pub struct Assignment {
 pub struct Unplaced {
     /// Service name.
     pub service: String,
-    /// Why no node can take it.
+    /// Reason no node can take it.
     pub reason: UnplacedReason,
 }
 
-/// Why a service was not placed. The checks run in this order over the live nodes: node
+/// Reason a service was not placed. The checks run in this order over the live nodes: node
 /// type, then anti-affinity on the nodes of that type, then capacity on the nodes left.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "code", rename_all = "snake_case")]
@@ -148,11 +148,11 @@ pub struct Move {
     pub from: String,
     /// New node; `None` when the service is now unplaced.
     pub to: Option<String>,
-    /// Why the service could not stay.
+    /// Reason the service could not stay.
     pub reason: MoveReason,
 }
 
-/// Why a service could not stay on its previous node.
+/// Reason a service could not stay on its previous node.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "code", rename_all = "snake_case")]
 pub enum MoveReason {

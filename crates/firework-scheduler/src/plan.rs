@@ -67,7 +67,7 @@ pub struct PlanReport {
     pub rejected: Vec<Rejected>,
     /// The placement; `None` when no node is live.
     pub placement: Option<Placement>,
-    /// Why there is no placement.
+    /// Reason there is no placement.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }

@@ -29,7 +29,7 @@ pub const NODES_PREFIX: &str = "registry/nodes";
 /// One record file as read, or why it could not be read.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RecordFile {
-    /// Where the record came from: a file path or an object key.
+    /// Origin of the record: a file path or an object key.
     pub source: String,
     /// Node name taken from the file name.
     pub file_node: String,
@@ -111,7 +111,7 @@ pub struct Discovery {
 pub struct NotLive {
     /// Node name.
     pub node: String,
-    /// Why the node is not live.
+    /// Reason the node is not live.
     pub reason: String,
 }
 
@@ -120,7 +120,7 @@ pub struct NotLive {
 pub struct Rejected {
     /// File path or object key.
     pub source: String,
-    /// What is wrong with it.
+    /// Reason the record is unusable.
     pub reason: String,
 }
 

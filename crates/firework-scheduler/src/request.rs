@@ -179,7 +179,7 @@ impl Default for ScheduleOptions {
     }
 }
 
-/// Which rule [`validate_name`] applies.
+/// Kind of name, which selects the rule [`validate_name`] applies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NameKind {
     /// A node name, which becomes the file name `nodes/<node>.yaml`.
@@ -188,8 +188,8 @@ pub enum NameKind {
     Service,
 }
 
-/// Checks a name with the model's rules: a node name is 1 to 253 characters of letters,
-/// digits, `.`, `_` and `-` starting with a letter or digit; a service name is a DNS label.
+/// Checks a name with the model's rules. A node name is 1 to 253 characters of letters,
+/// digits, `.`, `_` and `-` starting with a letter or digit. A service name is a DNS label.
 pub fn validate_name(kind: NameKind, name: &str) -> Result<(), ScheduleError> {
     let (kind, checked) = match kind {
         NameKind::Node => ("node", names::check_node_label(name)),

@@ -4,7 +4,7 @@
 //! placement; `expected.yaml` or `expected-error.txt` states the upstream result. Where our
 //! design differs on purpose (best fit instead of most free, hard anti-affinity, per-VM
 //! overhead, per-service failures instead of failing the whole run) the test asserts our
-//! documented behaviour and says so. The `scheduler-volume-*` vectors need persistent
+//! documented behaviour and a comment names the difference. The `scheduler-volume-*` vectors need persistent
 //! volumes, which this scheduler does not place yet, so none of them runs here.
 
 #![allow(
@@ -246,7 +246,7 @@ fn vector_handler_no_nodes_is_error() {
     };
     assert!(expected_error(name).contains("no active nodes"));
     let error = schedule(&nodes, &services, &existing, &ScheduleOptions::default()).unwrap_err();
-    // Our wording says "no live nodes" for the same condition.
+    // Our message reads "no live nodes" for the same condition.
     assert_eq!(error, ScheduleError::NoLiveNodes { services: 1 });
     assert!(error.to_string().contains("no live nodes"));
 }

@@ -356,7 +356,7 @@ fn label_removed_moves_service() {
 
 #[test]
 fn shrunk_node_keeps_by_name() {
-    // n1 now holds one of the two; the first by name stays.
+    // n1 now has room for one of the two, and the first by name stays.
     let nodes = [node("n1", 2, 512), node("n2", 4, 2048)];
     let services = [service("b", 2, 512), service("a", 2, 512)];
     let placement = run(&nodes, &services, &existing(&[("a", "n1"), ("b", "n1")]));

@@ -92,7 +92,7 @@ fn case_strategy() -> impl Strategy<Value = Case> {
     )
 }
 
-/// The same case with every input list shuffled.
+/// Generates a case and the same case with every input list shuffled.
 fn shuffled_strategy() -> impl Strategy<Value = (Case, Case)> {
     case_strategy().prop_flat_map(|case| {
         let (nodes, services, existing, options) = case.clone();

@@ -48,7 +48,8 @@ fn live_node_read_from_record() {
     assert_eq!(discovery.live.len(), 1);
     let node = &discovery.live[0];
     assert_eq!(node.name, "n1");
-    assert!(node.labels.contains("general") && node.labels.contains("gpu"));
+    assert!(node.labels.contains("general"));
+    assert!(node.labels.contains("gpu"));
     assert_eq!(node.host_ip, Some("10.0.0.5".parse().unwrap()));
     assert_eq!(node.capacity, Resources::new(8, 16384));
     assert_eq!(node.reserved, Resources::new(1, 1024));
