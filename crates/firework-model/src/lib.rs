@@ -17,4 +17,4 @@ mod decode;
 
 pub use diagnostic::{ConfigError, Diagnostic, Parsed, Severity};
 pub use duration::GoDuration;
-pub use node::{NetworkSpec, NodeConfig, Service, parse_node_config};
+pub use node::{NetworkSpec, NodeConfig, Service, parse_node_config, to_yaml};

@@ -479,3 +479,22 @@ fn decode_network(decoder: &mut Decoder, fields: &Fields<'_>) -> Option<NetworkS
         guest_ip,
     })
 }
+
+/// A node config that could not be written as YAML.
+#[derive(Debug, thiserror::Error)]
+#[error("failed to serialize node config {node:?} as YAML")]
+pub struct NodeConfigWriteError {
+    /// The config's `node` value.
+    pub node: Option<String>,
+    /// The serializer's error.
+    #[source]
+    pub source: serde_saphyr::SerializeError,
+}
+
+/// Writes a node config as YAML that [`parse_node_config`] reads back to an equal value.
+pub fn to_yaml(config: &NodeConfig) -> Result<String, NodeConfigWriteError> {
+    serde_saphyr::to_string(config).map_err(|source| NodeConfigWriteError {
+        node: config.node.clone(),
+        source,
+    })
+}

@@ -1,0 +1,209 @@
+//! Agent config defaults and rules.
+
+use std::path::PathBuf;
+
+use firework_model::agent::{AgentConfig, LogLevel, StoreType, UpdateStrategy, parse_agent_config};
+use firework_model::{ConfigError, Diagnostic, Severity};
+
+fn host() -> Option<String> {
+    Some("host-1".to_string())
+}
+
+fn parse(text: &str) -> AgentConfig {
+    match parse_agent_config(text.as_bytes(), "agent.yaml", &host) {
+        Ok(parsed) => parsed.value,
+        Err(error) => panic!("{error}: {:#?}", error.diagnostics()),
+    }
+}
+
+fn errors_of(text: &str) -> Vec<Diagnostic> {
+    match parse_agent_config(text.as_bytes(), "agent.yaml", &host) {
+        Ok(parsed) => panic!("expected errors, got {:?}", parsed.value),
+        Err(ConfigError::Invalid { diagnostics, .. }) => diagnostics
+            .into_iter()
+            .filter(|d| d.severity == Severity::Error)
+            .collect(),
+        Err(other) => panic!("unexpected error {other}"),
+    }
+}
+
+fn assert_one_error(text: &str, path: &str, message: &str) {
+    let errors = errors_of(text);
+    assert_eq!(errors.len(), 1, "{text}: {errors:#?}");
+    assert_eq!(errors[0].path, path, "{text}");
+    assert_eq!(errors[0].message, message, "{text}");
+}
+
+#[test]
+fn defaults_match_the_go_firework() {
+    let config = parse("store_url: https://git.example.com/c.git\n");
+    assert_eq!(config.store_type, StoreType::Git);
+    assert_eq!(config.store_branch, "main");
+    assert_eq!(config.poll_interval.to_string(), "30s");
+    assert_eq!(
+        config.firecracker_bin,
+        PathBuf::from("/usr/bin/firecracker")
+    );
+    assert_eq!(config.state_dir, PathBuf::from("/var/lib/firework"));
+    assert_eq!(config.log_level, LogLevel::Info);
+    assert_eq!(config.images_dir, PathBuf::from("/var/lib/images"));
+    assert_eq!(config.vm_subnet.unwrap().to_string(), "172.16.0.0/24");
+    assert_eq!(config.vm_gateway.to_string(), "172.16.0.1");
+    assert_eq!(config.vm_bridge, "br-firework");
+    assert_eq!(config.update_strategy, UpdateStrategy::AllAtOnce);
+    assert!(config.enable_health_checks);
+    assert!(config.enable_network_setup);
+    assert!(config.enable_capacity_check);
+    assert_eq!(config.node_name, "host-1");
+    assert_eq!(config.node_names, ["host-1"]);
+    assert_eq!(config.node_id, "host-1");
+}
+
+#[test]
+fn store_type_is_inferred() {
+    assert_eq!(parse("s3_bucket: b\n").store_type, StoreType::S3);
+    assert_eq!(parse("gcs_bucket: b\n").store_type, StoreType::Gcs);
+    assert_eq!(parse("node_name: a\n").store_type, StoreType::Local);
+}
+
+#[test]
+fn node_names_and_node_name_fill_each_other() {
+    let config = parse("node_names: [web, db]\nstore_type: local\n");
+    assert_eq!(config.node_name, "web");
+    assert_eq!(config.node_names, ["web", "db"]);
+    let config = parse("node_name: solo\nstore_type: local\n");
+    assert_eq!(config.node_names, ["solo"]);
+}
+
+#[test]
+fn typos_in_choices_are_errors() {
+    assert_one_error(
+        "store_type: local\nupdate_strategy: rollin\n",
+        "update_strategy",
+        "invalid update_strategy \"rollin\": allowed all-at-once, rolling",
+    );
+    assert_one_error(
+        "store_type: local\nlog_level: verbose\n",
+        "log_level",
+        "invalid log_level \"verbose\": allowed trace, debug, info, warn, error",
+    );
+    assert_one_error(
+        "store_type: consul\n",
+        "store_type",
+        "unsupported store_type \"consul\": allowed local, git, s3, gcs",
+    );
+}
+
+#[test]
+fn store_required_keys() {
+    assert_one_error(
+        "store_type: git\n",
+        "store_url",
+        "missing required key `store_url` for store_type git",
+    );
+    assert_one_error(
+        "store_type: s3\n",
+        "s3_bucket",
+        "missing required key `s3_bucket` for store_type s3",
+    );
+    assert_one_error(
+        "store_type: gcs\n",
+        "gcs_bucket",
+        "missing required key `gcs_bucket` for store_type gcs",
+    );
+}
+
+#[test]
+fn poll_interval_rules() {
+    assert_one_error(
+        "store_type: local\npoll_interval: 0s\n",
+        "poll_interval",
+        "invalid poll_interval 0s: it must be positive",
+    );
+    assert_one_error(
+        "store_type: local\npoll_interval: 30\n",
+        "poll_interval",
+        "invalid duration \"30\": missing unit; write a number with a unit: ns, us, ms, s, m or h (e.g. 500ms, 30s, 1m30s)",
+    );
+}
+
+#[test]
+fn subnet_and_gateway_rules() {
+    assert_one_error(
+        "store_type: local\nvm_subnet: 10.0.0.0/31\n",
+        "vm_subnet",
+        "invalid vm_subnet \"10.0.0.0/31\": a /31 has no room for a gateway and a guest; use /30 or wider",
+    );
+    assert_one_error(
+        "store_type: local\nvm_subnet: 10.0.0.0\n",
+        "vm_subnet",
+        "invalid vm_subnet \"10.0.0.0\": write an IPv4 CIDR such as 172.16.0.0/24",
+    );
+    assert_one_error(
+        "store_type: local\nvm_subnet: 10.0.0.0/24\nvm_gateway: 10.0.1.1\n",
+        "vm_gateway",
+        "invalid vm_gateway 10.0.1.1: it must be a host address inside vm_subnet 10.0.0.0/24",
+    );
+    assert_one_error(
+        "store_type: local\nvm_subnet: 10.0.0.0/24\nvm_gateway: 10.0.0.255\n",
+        "vm_gateway",
+        "invalid vm_gateway 10.0.0.255: it must be a host address inside vm_subnet 10.0.0.0/24",
+    );
+    let config = parse("store_type: local\nvm_subnet: 10.0.0.0/30\nvm_gateway: 10.0.0.1/30\n");
+    assert_eq!(config.vm_gateway.to_string(), "10.0.0.1");
+    let config = parse("store_type: local\nvm_subnet: \"\"\n");
+    assert_eq!(config.vm_subnet, None);
+}
+
+#[test]
+fn image_sources_are_exclusive() {
+    assert_one_error(
+        "store_type: local\ns3_images_bucket: a\ngcs_images_bucket: b\n",
+        "s3_images_bucket",
+        "s3_images_bucket, gcs_images_bucket and images_source_dir are mutually exclusive: set one",
+    );
+}
+
+#[test]
+fn labels_are_checked() {
+    assert_one_error(
+        "store_type: local\nnode_names: [web, \"../etc\"]\n",
+        "node_names[1]",
+        "invalid label \"../etc\": use 1 to 253 characters of letters, digits, '.', '_' and '-', starting with a letter or digit",
+    );
+    assert_one_error(
+        "store_type: local\nnode_names: [web, web]\n",
+        "node_names[1]",
+        "duplicate label \"web\"",
+    );
+}
+
+#[test]
+fn unknown_key_is_a_warning() {
+    let parsed = parse_agent_config(
+        b"store_type: local\nregistry_url: https://x\n",
+        "agent.yaml",
+        &host,
+    )
+    .unwrap();
+    assert_eq!(parsed.warnings.len(), 1);
+    assert_eq!(parsed.warnings[0].code, "unknown-key");
+    assert_eq!(parsed.warnings[0].path, "registry_url");
+}
+
+#[test]
+fn booleans_are_strict() {
+    assert_one_error(
+        "store_type: local\nenable_health_checks: yes\n",
+        "enable_health_checks",
+        "invalid boolean \"yes\": write true or false",
+    );
+}
+
+#[test]
+fn missing_file_is_a_read_error() {
+    let error =
+        firework_model::agent::load_agent_config("/nonexistent/agent.yaml", &host).unwrap_err();
+    assert!(matches!(error, ConfigError::Read { .. }));
+    assert_eq!(error.to_string(), "failed to read /nonexistent/agent.yaml");
+}
