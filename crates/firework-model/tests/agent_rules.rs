@@ -1,5 +1,7 @@
 //! Agent config defaults and rules.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::PathBuf;
 
 use firework_model::agent::{AgentConfig, LogLevel, StoreType, UpdateStrategy, parse_agent_config};

@@ -2,6 +2,8 @@
 //! place from `../shared/conformance/go-firework`. Without that folder (a user's clone) each
 //! test prints why it is skipped.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::{Path, PathBuf};
 
 use firework_model::GoDuration;

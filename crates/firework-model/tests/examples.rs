@@ -1,5 +1,7 @@
 //! The bundled examples parse without errors, and node configs survive a YAML round trip.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::{Path, PathBuf};
 
 use firework_model::agent::parse_agent_config;

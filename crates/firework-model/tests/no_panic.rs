@@ -1,5 +1,7 @@
 //! Arbitrary input never panics a parser: it is accepted or rejected with diagnostics.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use firework_model::agent::parse_agent_config;
 use firework_model::spec::{SpecKind, parse_defaults, parse_spec};
 use firework_model::{GoDuration, parse_node_config};

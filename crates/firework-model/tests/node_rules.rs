@@ -1,5 +1,7 @@
 //! Every node-config rule: each case names the field path, line, column and exact message.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use firework_model::{ConfigError, Diagnostic, Severity, parse_node_config};
 
 /// A valid service that each case changes in one place.
