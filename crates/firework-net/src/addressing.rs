@@ -74,7 +74,7 @@ fn hash_offset(service: &str, host_count: u64) -> u64 {
 
 /// Assigns a guest address to each of `services`.
 ///
-/// `previous` holds the addresses recorded earlier, and each one that is still a
+/// `previous` contains the addresses recorded earlier, and each one that is still a
 /// valid guest address of `subnet` is kept. Returns
 /// [`NetError::SubnetExhausted`] naming the first service that finds no free address.
 pub fn assign_addresses<'a>(

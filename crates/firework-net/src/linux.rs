@@ -1,10 +1,10 @@
 //! [`NetworkBackend`] for the running kernel: rtnetlink for links and addresses,
 //! the TUN ioctls of `firework-sys` for TAP devices and `nft -j` for the ruleset.
 //!
-//! Every operation acts on the network namespace of the thread that created the
-//! backend's netlink socket (links and addresses) or of the calling thread (TAP
-//! ioctls, sysctls and the `nft` child process), so a caller that uses namespaces
-//! keeps the backend on one thread.
+//! Link and address operations act in the network namespace of the thread that
+//! created the backend's netlink socket. TAP ioctls, sysctls and the `nft` child
+//! process act in the namespace of the calling thread. A caller that switches
+//! namespaces therefore keeps the backend on one thread.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -278,6 +278,9 @@ impl NetworkBackend for LinuxBackend {
 
     async fn apply_ruleset(&self, ruleset: &Ruleset) -> Result<(), NetError> {
         let nftables = ruleset.to_nftables()?;
+        // NOTE: the nftables crate (0.6) leaves nft's stderr attached to ours, so the
+        // reason for a rejected transaction appears on the agent's stderr and not in
+        // the returned error.
         nftables::helper::apply_ruleset_async(&nftables)
             .await
             .map_err(|source| NetError::Nftables {

@@ -157,8 +157,8 @@ impl<B: NetworkBackend> NetworkManager<B> {
     }
 
     /// Removes every recorded service not in `keep`, with its TAP device and rules,
-    /// and deletes orphaned TAPs. Meant for agent start, with `keep` the services the
-    /// agent knows.
+    /// and deletes orphaned TAPs. Meant for agent start, with `keep` the services in the
+    /// agent's records.
     pub async fn collect_garbage(
         &self,
         keep: &BTreeSet<String>,
@@ -423,6 +423,19 @@ impl<B: NetworkBackend> NetworkManager<B> {
         let bridge = plan.bridge.as_str();
         let gateway = Ipv4Net::new(plan.gateway, plan.subnet.prefix_len())
             .map_err(|err| NetError::InvalidPlan(err.to_string()))?;
+        // A bridge Firework created under an earlier name goes first, which releases
+        // its TAPs, and they are attached to the new bridge afterwards.
+        if let Some(previous) = state.created_bridge.clone()
+            && previous != bridge
+        {
+            if let Some(link) = self.backend.link(&previous).await?
+                && link.kind == LinkKind::Bridge
+            {
+                self.backend.delete_link(&previous).await?;
+            }
+            state.created_bridge = None;
+            state.save(&self.state_dir)?;
+        }
         let owned = state.created_bridge.as_deref() == Some(bridge);
         match self.backend.link(bridge).await? {
             None => {

@@ -2,8 +2,8 @@
 //!
 //! Each apply sends one `nft -j` transaction that creates both tables if missing,
 //! deletes them and adds them back with the desired chains and rules. nftables
-//! commits a transaction as a whole, so the kernel never holds a partial ruleset, and
-//! tables of other software are never named.
+//! commits a transaction as a whole, so the kernel never contains a partial ruleset.
+//! The transaction names no table of other software.
 //!
 //! Table `ip firework`:
 //! - `prerouting` and `output` (nat, priority -100): DNAT of each port forward for
@@ -37,7 +37,7 @@ pub const NFT_TABLE: &str = "firework";
 const LINK_LOCAL: &str = "169.254.0.0";
 const LINK_LOCAL_LEN: u8 = 16;
 
-/// One service as the ruleset sees it.
+/// The fields of one service that the ruleset uses.
 #[derive(Debug, Clone)]
 pub(crate) struct RulesetService<'a> {
     pub name: &'a str,
@@ -60,7 +60,7 @@ impl Ruleset {
     }
 
     /// Converts the transaction to the typed schema of the `nftables` crate, which
-    /// checks that every statement is one nftables knows.
+    /// rejects statements outside the nftables JSON schema.
     pub fn to_nftables(&self) -> Result<Nftables<'static>, NetError> {
         serde_json::from_value(self.to_json()).map_err(NetError::RulesetSchema)
     }
@@ -81,7 +81,7 @@ fn table(family: &str) -> Value {
     json!({ "table": { "family": family, "name": NFT_TABLE } })
 }
 
-/// Commands that delete both tables, creating them first so the delete never fails.
+/// Commands that delete both tables, adding them first so that the delete finds them.
 fn delete_tables() -> Vec<Value> {
     let mut commands = Vec::new();
     for family in ["ip", "bridge"] {

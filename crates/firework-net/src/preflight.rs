@@ -33,7 +33,7 @@ pub struct Check {
     pub name: &'static str,
     /// Whether it passed.
     pub status: CheckStatus,
-    /// What was found.
+    /// Observed state, e.g. the version found or the error.
     pub detail: String,
     /// Command or step that fixes a failure.
     pub fix: Option<String>,

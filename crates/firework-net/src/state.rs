@@ -14,7 +14,7 @@ use crate::plan::NetworkPlan;
 /// File name of the state inside the caller's state directory.
 pub const STATE_FILE: &str = "network-state.json";
 
-/// What Firework assigned and created on this host.
+/// Record of the addresses Firework assigned and the devices it created on this host.
 ///
 /// A service's record is written before its TAP is created and removed only after
 /// the TAP is gone, so a crash in between leaves a record that garbage collection

@@ -371,3 +371,20 @@ async fn changed_tap_name_deletes_the_old_tap() {
     assert!(!links.contains_key(&old), "old TAP {old} still exists");
     assert!(links.contains_key("tap-a"));
 }
+
+#[tokio::test]
+async fn renamed_bridge_replaces_the_created_one() {
+    let (manager, dir) = manager();
+    let first = manager.apply(&plan(vec![service("a")])).await.unwrap();
+    let mut renamed = plan(vec![service("a")]);
+    renamed.bridge = "fwbr1".into();
+    manager.apply(&renamed).await.unwrap();
+
+    let links = manager.backend().links.lock().unwrap().clone();
+    assert!(!links.contains_key("fwbr0"), "old bridge left behind");
+    assert_eq!(links["fwbr1"].kind, LinkKind::Bridge);
+    let tap = &links[&first.services["a"].tap];
+    assert_eq!(tap.controller.as_deref(), Some("fwbr1"));
+    let state = NetworkState::load(dir.path()).unwrap();
+    assert_eq!(state.created_bridge.as_deref(), Some("fwbr1"));
+}

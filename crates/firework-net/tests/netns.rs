@@ -364,7 +364,7 @@ fn port_forward_carries_tcp() {
     let net = topology("pf");
     let _server = Server::start(&net.web.ns, "web", 80);
 
-    // From outside, through the out_interface: the guest sees the real client.
+    // From outside, through the out_interface: the guest gets the real client address.
     let reply = fetch_with_retry(&net.client, "10.99.0.1:8080", 5).unwrap();
     assert_eq!(reply, "web saw 10.99.0.2");
 

@@ -235,7 +235,7 @@ impl Guest {
     }
 }
 
-/// A TCP server that answers each connection with `<name> saw <peer address>`.
+/// A TCP server that replies to each connection with `<name> saw <peer address>`.
 pub struct Server {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
