@@ -237,6 +237,8 @@ struct Pass<'a> {
     candidates: HashMap<Option<&'a str>, Vec<u32>>,
     /// Per anti-affinity group, a bit set of the nodes that run a member.
     groups: HashMap<&'a str, Vec<u64>>,
+    /// The member of a group on a node, to name it in a move reason.
+    group_members: HashMap<(&'a str, usize), usize>,
     assigned: Vec<Option<usize>>,
     kept: Vec<bool>,
     spread: bool,
@@ -278,6 +280,7 @@ impl<'a> Pass<'a> {
                 .collect(),
             candidates,
             groups: HashMap::new(),
+            group_members: HashMap::new(),
             assigned: vec![None; services.len()],
             kept: vec![false; services.len()],
             spread: options.spread,
@@ -317,7 +320,11 @@ impl<'a> Pass<'a> {
         }
         if self.group_blocks(service_index, node_index) {
             let group = service.anti_affinity_group.clone().unwrap_or_default();
-            let kept = self.member_on(&group, node_index).unwrap_or_default();
+            let kept = self
+                .group_members
+                .get(&(group.as_str(), node_index))
+                .map(|&member| self.services[member].name.clone())
+                .unwrap_or_default();
             return Err(MoveReason::AntiAffinity { group, kept });
         }
         if !self.fits(service_index, node_index) {
@@ -326,17 +333,6 @@ impl<'a> Pass<'a> {
         self.assign(service_index, node_index);
         self.kept[service_index] = true;
         Ok(())
-    }
-
-    /// Returns the name of a service of `group` assigned to `node_index`.
-    fn member_on(&self, group: &str, node_index: usize) -> Option<String> {
-        self.services
-            .iter()
-            .zip(&self.assigned)
-            .find(|(s, a)| {
-                **a == Some(node_index) && s.anti_affinity_group.as_deref() == Some(group)
-            })
-            .map(|(s, _)| s.name.clone())
     }
 
     fn assign(&mut self, service_index: usize, node_index: usize) {
@@ -348,6 +344,8 @@ impl<'a> Pass<'a> {
             let words = self.nodes.len().div_ceil(64);
             let bits = self.groups.entry(group).or_insert_with(|| vec![0; words]);
             bits[node_index / 64] |= 1 << (node_index % 64);
+            self.group_members
+                .insert((group, node_index), service_index);
         }
     }
 

@@ -277,3 +277,27 @@ fn usage_error_exits_two() {
     ]);
     assert_eq!(output.status.code(), Some(2));
 }
+
+#[test]
+fn plan_spread_and_overhead_options() {
+    let setup = Setup::new();
+    let output = setup.plan(&["--spread", "--vm-overhead-mb", "0", "--format", "json"]);
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let placement = &report["placement"];
+    let node_of = |service: &str| {
+        placement["assignments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["service"] == service)
+            .map(|a| a["node"].as_str().unwrap().to_owned())
+    };
+    // Worst fit: db goes to the emptier n2, then api to n1, which n2 no longer beats.
+    assert_eq!(node_of("db").as_deref(), Some("n2"));
+    assert_eq!(node_of("api").as_deref(), Some("n1"));
+    assert_eq!(node_of("web").as_deref(), Some("n2"));
+    // Without overhead the used memory is the plain sum of memory_mb.
+    assert_eq!(placement["nodes"][0]["used"]["memory_mb"], 256);
+    assert_eq!(placement["nodes"][1]["used"]["memory_mb"], 1536);
+}
