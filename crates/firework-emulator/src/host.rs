@@ -6,6 +6,8 @@ use std::fs::{File, OpenOptions};
 use std::io::Read;
 use std::path::Path;
 
+use firework_sys::tun::TunError;
+
 use crate::errno::musl_error_text;
 
 /// Maximum kernel command line length including the terminating NUL, on x86_64 and aarch64.
@@ -66,9 +68,12 @@ pub enum TapFailure {
     InvalidName,
     /// The `TUNSETIFF` step failed with this OS error text.
     Ioctl(String),
+    /// `/dev/net/tun` could not be opened; carries the OS error text.
+    OpenTunDevice(String),
 }
 
-/// Checks that `name` is an existing TAP device that no other process holds.
+/// Checks that `name` is an existing TAP device that no other process holds, and opens
+/// it as Firecracker does (`TUNSETIFF` with `IFF_TAP | IFF_NO_PI | IFF_VNET_HDR`).
 ///
 /// NOTE: a privileged Firecracker creates a missing TAP on the fly. The emulator instead
 /// reports a missing TAP with the `EPERM` text that an unprivileged or jailed Firecracker
@@ -89,7 +94,19 @@ pub fn attach_tap(name: &str) -> Result<TapHandle, TapFailure> {
             &std::io::Error::from_raw_os_error(22),
         )));
     }
-    Ok(TapHandle { _queue: None })
+    match firework_sys::tun::open_tap(name) {
+        Ok(queue) => Ok(TapHandle {
+            _queue: Some(queue),
+        }),
+        Err(TunError::Busy { .. }) => Err(TapFailure::Ioctl(musl_error_text(
+            &std::io::Error::from_raw_os_error(16),
+        ))),
+        Err(TunError::InvalidName { .. }) => Err(TapFailure::InvalidName),
+        Err(TunError::OpenDevice(source)) => {
+            Err(TapFailure::OpenTunDevice(musl_error_text(&source)))
+        }
+        Err(TunError::Ioctl { source, .. }) => Err(TapFailure::Ioctl(musl_error_text(&source))),
+    }
 }
 
 #[cfg(test)]

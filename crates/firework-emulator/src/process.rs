@@ -162,6 +162,14 @@ async fn serve_instance(options: RunOptions, vmm: Vmm, max_payload: usize) -> i3
         exit: exit_tx,
     };
 
+    let mut signals = match server::SignalWatcher::install() {
+        Ok(signals) => signals,
+        Err(error) => {
+            eprintln!("Error: failed to install signal handlers: {error}");
+            return EXIT_UNEXPECTED;
+        }
+    };
+
     let listener = if options.no_api {
         None
     } else {
@@ -209,19 +217,13 @@ async fn serve_instance(options: RunOptions, vmm: Vmm, max_payload: usize) -> i3
 
     let code = tokio::select! {
         Some(code) = exit_rx.recv() => code,
-        signal = server::wait_for_signal() => match signal {
-            Ok((number, code)) => {
-                vmm.lock().await.logger.error(
-                    Thread::Main,
-                    &format!("Shutting down VM after intercepting signal {number}, code 0."),
-                );
-                code
-            }
-            Err(error) => {
-                eprintln!("Error: failed to install signal handlers: {error}");
-                EXIT_UNEXPECTED
-            }
-        },
+        (number, code) = signals.recv() => {
+            vmm.lock().await.logger.error(
+                Thread::Main,
+                &format!("Shutting down VM after intercepting signal {number}, code 0."),
+            );
+            code
+        }
     };
     if let Some(task) = server_task {
         task.abort();

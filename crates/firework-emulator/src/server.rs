@@ -4,7 +4,6 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
@@ -170,32 +169,35 @@ mod libc_signal {
     pub const SIGSYS: i32 = Signal::SIGSYS as i32;
 }
 
-/// Waits for a handled signal and returns `(signal, exit status)`.
-pub async fn wait_for_signal() -> std::io::Result<(i32, i32)> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (tx, mut rx) = mpsc::unbounded_channel();
-    for &(number, code) in HANDLED_SIGNALS {
-        let mut stream = signal(SignalKind::from_raw(number))?;
-        let tx = tx.clone();
-        tokio::spawn(async move {
-            if stream.recv().await.is_some() {
-                let _ = tx.send((number, code));
-            }
-        });
-    }
-    drop(tx);
-    match rx.recv().await {
-        Some(pair) => Ok(pair),
-        None => {
-            std::future::pending::<()>().await;
-            Ok((0, 0))
-        }
-    }
+/// Handlers for the signals Firecracker handles. They are installed at start-up, before
+/// the API socket is bound, as in Firecracker, so a signal sent once the socket accepts
+/// connections is never lost to the default action.
+#[derive(Debug)]
+pub struct SignalWatcher {
+    received: mpsc::UnboundedReceiver<(i32, i32)>,
 }
 
-/// Sleeps forever; used where a future must never complete.
-pub async fn forever() {
-    loop {
-        tokio::time::sleep(Duration::from_secs(3600)).await;
+impl SignalWatcher {
+    pub fn install() -> std::io::Result<SignalWatcher> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (tx, received) = mpsc::unbounded_channel();
+        for &(number, code) in HANDLED_SIGNALS {
+            let mut stream = signal(SignalKind::from_raw(number))?;
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                if stream.recv().await.is_some() {
+                    let _ = tx.send((number, code));
+                }
+            });
+        }
+        Ok(SignalWatcher { received })
+    }
+
+    /// Waits for a handled signal and returns `(signal, exit status)`.
+    pub async fn recv(&mut self) -> (i32, i32) {
+        match self.received.recv().await {
+            Some(pair) => pair,
+            None => std::future::pending().await,
+        }
     }
 }

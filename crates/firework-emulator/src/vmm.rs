@@ -426,6 +426,9 @@ impl Vmm {
         }
         let tap = host::attach_tap(&body.host_dev_name).map_err(|failure| match failure {
             TapFailure::InvalidName => "Network config error: Could not create the network device: Open tap device failed: Invalid interface name".to_string(),
+            TapFailure::OpenTunDevice(error) => format!(
+                "Network config error: Could not create the network device: Open tap device failed: Couldn't open /dev/net/tun: {error}"
+            ),
             TapFailure::Ioctl(error) => format!(
                 "Network config error: Could not create the network device: Open tap device failed: Error while creating ifreq structure: {error}. Invalid TUN/TAP Backend provided by {}. Check our documentation on setting up the network devices.",
                 body.host_dev_name
