@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Installs what the tests need (Garage, nftables, busybox...) and runs the whole test suite.
+# Run as root: the networking, namespace and loop-mount tests need it and print a skip
+# reason otherwise.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
+
+for setup in .ci/setup-*.sh; do
+    echo "==> $setup"
+    bash "$setup"
+done
+
+echo "==> cargo test"
+cargo test --workspace --no-fail-fast
