@@ -43,7 +43,7 @@ pub struct StaleState<'a> {
     pub errors: Vec<StoreError>,
 }
 
-/// What a peer listing changed.
+/// The outcome of applying a peer listing.
 #[derive(Debug, Default)]
 pub struct PeerUpdate {
     /// Errors of peers that kept their last good copy, or of the listing as a whole.

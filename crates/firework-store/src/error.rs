@@ -38,7 +38,7 @@ impl fmt::Display for Backend {
 pub enum StoreErrorKind {
     /// The object, file, branch or bucket does not exist.
     NotFound,
-    /// The backend could not be reached or did not answer in time.
+    /// The backend could not be reached or did not respond in time.
     Unreachable,
     /// The backend rejected the credentials or the caller lacks permission.
     Denied,
@@ -60,7 +60,7 @@ impl fmt::Display for StoreErrorKind {
     }
 }
 
-/// What a failed operation was reading or writing.
+/// The document a failed operation was reading or writing.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Subject {
     /// The node config of one label.
@@ -113,7 +113,7 @@ pub struct StoreError {
     pub kind: StoreErrorKind,
     /// The backend that failed.
     pub backend: Backend,
-    /// What was being read or written.
+    /// The document that was being read or written.
     pub subject: Subject,
     /// The key, path or redacted URL involved, when there is one.
     pub location: Option<String>,

@@ -4,6 +4,7 @@
 //! agent learns all peers' routes with one conditional read instead of reading every node config.
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -32,7 +33,7 @@ pub struct PlacementIndex {
 pub struct IndexNode {
     /// The node's private IP that peers route to; `None` until the node has registered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub host_ip: Option<String>,
+    pub host_ip: Option<IpAddr>,
     /// The services placed on the node, sorted by name.
     #[serde(default)]
     pub services: Vec<IndexService>,
@@ -68,7 +69,8 @@ impl PlacementIndex {
 
     /// Serializes the index as pretty JSON.
     pub fn to_json(&self) -> Vec<u8> {
-        // Serializing plain maps, strings and integers cannot fail.
+        // serde_json fails only on non-string map keys or failing `Serialize` impls, and this
+        // type has neither.
         serde_json::to_vec_pretty(self).unwrap_or_default()
     }
 }
@@ -100,7 +102,7 @@ mod tests {
         index.nodes.insert(
             "node-a".to_owned(),
             IndexNode {
-                host_ip: Some("10.0.0.5".to_owned()),
+                host_ip: Some("10.0.0.5".parse().unwrap()),
                 services: vec![IndexService {
                     name: "web".to_owned(),
                     host_ports: vec![8080],

@@ -24,7 +24,7 @@ pub struct LocalStore {
 }
 
 impl LocalStore {
-    /// Opens a store rooted at `root`, the directory that holds `nodes/`.
+    /// Opens a store rooted at `root`, the directory that contains `nodes/`.
     pub fn new(root: impl Into<PathBuf>) -> LocalStore {
         LocalStore {
             root: root.into(),
@@ -32,7 +32,7 @@ impl LocalStore {
         }
     }
 
-    /// The directory that holds `nodes/`.
+    /// Returns the directory that contains `nodes/`.
     pub fn root(&self) -> &Path {
         &self.root
     }

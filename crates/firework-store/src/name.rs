@@ -2,7 +2,7 @@
 
 use crate::error::{Backend, MessageError, StoreError, StoreErrorKind, Subject};
 
-/// The longest label or node name accepted, the length of a DNS name.
+/// The maximum length in bytes of a label or node name, the maximum length of a DNS name.
 pub const MAX_NAME_LEN: usize = 253;
 
 /// Checks that `name` is usable as one path segment: ASCII letters, digits, `.`, `_` and `-`,
@@ -56,21 +56,21 @@ pub(crate) fn check_node(backend: Backend, node: &str) -> Result<(), StoreError>
     })
 }
 
-/// The relative path of a label's node config: `nodes/<label>.yaml`.
+/// Returns the relative path of a label's node config: `nodes/<label>.yaml`.
 pub(crate) fn node_config_path(label: &str) -> String {
     format!("{NODES_DIR}/{label}{NODE_CONFIG_SUFFIX}")
 }
 
-/// The relative path of a node's registry record: `registry/nodes/<node>.json`.
+/// Returns the relative path of a node's registry record: `registry/nodes/<node>.json`.
 pub(crate) fn registry_path(node: &str) -> String {
     format!("{REGISTRY_DIR}/{node}.json")
 }
 
-/// The folder that holds node configs.
+/// The folder that contains node configs.
 pub const NODES_DIR: &str = "nodes";
 /// The file name ending of a node config.
 pub const NODE_CONFIG_SUFFIX: &str = ".yaml";
-/// The folder that holds registry records.
+/// The folder that contains registry records.
 pub const REGISTRY_DIR: &str = "registry/nodes";
 /// The file name of the placement index.
 pub const INDEX_FILE: &str = "index.json";

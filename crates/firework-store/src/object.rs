@@ -33,7 +33,7 @@ pub struct ObjectSettings {
     pub backend: Backend,
     /// The bucket name.
     pub bucket: String,
-    /// The folder inside the bucket that holds `nodes/`; leading and trailing `/` are ignored.
+    /// The folder inside the bucket that contains `nodes/`. Leading and trailing `/` are ignored.
     pub prefix: String,
     /// S3 only: the region; the AWS environment or `us-east-1` when unset.
     pub region: Option<String>,
@@ -196,17 +196,17 @@ impl ObjectConfigStore {
         }
     }
 
-    /// The `object_store` client.
+    /// Returns the `object_store` client.
     pub fn object_store(&self) -> &Arc<dyn ObjectStore> {
         &self.store
     }
 
-    /// The normalized prefix, without leading or trailing `/`.
+    /// Returns the normalized prefix, without leading or trailing `/`.
     pub fn prefix(&self) -> &Path {
         &self.prefix
     }
 
-    /// The key of a label's node config.
+    /// Returns the key of a label's node config.
     pub fn node_config_key(&self, label: &str) -> Path {
         self.prefix
             .clone()
@@ -214,7 +214,7 @@ impl ObjectConfigStore {
             .join(format!("{label}{NODE_CONFIG_SUFFIX}"))
     }
 
-    /// The key of the placement index.
+    /// Returns the key of the placement index.
     pub fn index_key(&self) -> Path {
         self.prefix.clone().join(INDEX_FILE)
     }
@@ -258,9 +258,20 @@ impl ObjectConfigStore {
                 return Ok(cached.value.clone());
             }
         }
-        let outcome = self
+        let outcome = match self
             .conditional_get(&key, cached.as_ref().map(|c| c.etag.clone()), &subject)
-            .await?;
+            .await
+        {
+            Ok(outcome) => outcome,
+            Err(error) => {
+                if error.kind == StoreErrorKind::NotFound
+                    && let Ok(mut labels) = self.labels.lock()
+                {
+                    labels.remove(label);
+                }
+                return Err(error);
+            }
+        };
         match outcome {
             Conditional::Unchanged => match cached {
                 Some(cached) => {
@@ -272,7 +283,7 @@ impl ObjectConfigStore {
                     self.backend,
                     subject,
                     MessageError(
-                        "server answered 304 Not Modified to an unconditional GET".to_owned(),
+                        "server returned 304 Not Modified for an unconditional GET".to_owned(),
                     ),
                 )
                 .at(key.to_string())),
@@ -336,6 +347,13 @@ impl ObjectConfigStore {
             .collect();
         labels.sort();
         debug!(objects = labels.len(), "listed node configs");
+        if let Ok(mut cache) = self.labels.lock() {
+            cache.retain(|label, _| {
+                labels
+                    .binary_search_by(|(l, _)| l.as_str().cmp(label))
+                    .is_ok()
+            });
+        }
         let listing = futures::stream::iter(labels)
             .map(|(label, etag)| async move { self.read_label(&label, etag.as_deref()).await })
             .buffered(READ_CONCURRENCY)
@@ -363,7 +381,9 @@ impl ObjectConfigStore {
                 StoreErrorKind::Unreachable,
                 self.backend,
                 Subject::Index,
-                MessageError("server answered 304 Not Modified to an unconditional GET".to_owned()),
+                MessageError(
+                    "server returned 304 Not Modified for an unconditional GET".to_owned(),
+                ),
             )
             .at(key.to_string())),
             (Conditional::Modified { etag, bytes }, _) => {

@@ -30,8 +30,8 @@ impl Default for Backoff {
 }
 
 impl Backoff {
-    /// The delay before retry number `retry` (0 for the first retry), with full jitter:
-    /// a uniform random value between half and all of the exponential delay.
+    /// Computes the delay before retry number `retry` (0 for the first retry). The delay is
+    /// jittered: a uniform random value between half and all of the exponential delay.
     pub fn delay(&self, retry: u32) -> Duration {
         let exponential = self
             .initial
@@ -45,7 +45,11 @@ impl Backoff {
 
     /// Runs `operation` until it succeeds, fails with an error other than
     /// [`StoreErrorKind::Unreachable`], or runs out of attempts.
-    pub(crate) async fn run<T, F, Fut>(&self, what: &str, mut operation: F) -> Result<T, StoreError>
+    pub(crate) async fn run<T, F, Fut>(
+        &self,
+        operation_name: &str,
+        mut operation: F,
+    ) -> Result<T, StoreError>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, StoreError>>,
@@ -58,7 +62,7 @@ impl Backoff {
                 Err(error) if error.kind == StoreErrorKind::Unreachable && attempt < attempts => {
                     let delay = self.delay(attempt - 1);
                     warn!(
-                        operation = what,
+                        operation = operation_name,
                         attempt,
                         attempts,
                         delay_ms = delay.as_millis() as u64,

@@ -15,7 +15,7 @@ use crate::model::NodeConfig;
 pub struct Revision(pub String);
 
 impl Revision {
-    /// The revision text.
+    /// Returns the revision text.
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -48,10 +48,10 @@ pub type Listing = Vec<LabelResult>;
 
 /// A source of node configs, the placement index and their revisions.
 ///
-/// All methods are safe to call concurrently. Errors are [`StoreError`]s whose kind tells
-/// "not found", "unreachable", "denied" and "invalid content" apart.
+/// All methods are safe to call concurrently. Errors are [`StoreError`]s whose kind
+/// distinguishes "not found", "unreachable", "denied" and "invalid content".
 pub trait ConfigStore: Send + Sync + fmt::Debug {
-    /// The backend behind this store.
+    /// Returns the backend behind this store.
     fn backend(&self) -> Backend;
 
     /// Reads the node config of each label, in the order given.

@@ -160,7 +160,7 @@ async fn git_server_down_is_unreachable() {
 
 #[tokio::test]
 async fn git_fetch_times_out_on_silent_server() {
-    // A server that accepts connections and never answers.
+    // A server that accepts connections and never responds.
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let state = tempfile::tempdir().unwrap();
@@ -320,5 +320,41 @@ async fn git_invalid_label_rejected_alone() {
     assert_eq!(
         results[1].as_ref().unwrap_err().kind,
         StoreErrorKind::InvalidSettings
+    );
+}
+
+#[tokio::test]
+async fn git_file_url_and_local_path() {
+    let server = GitServer::start();
+    let head = server.commit(&[("nodes/a.yaml", Some(&node_yaml("a", "web")))]);
+    for url in [
+        format!("file://{}", server.bare_path().display()),
+        server.bare_path().display().to_string(),
+    ] {
+        let state = tempfile::tempdir().unwrap();
+        let store = GitStore::new(settings(&url, state.path())).unwrap();
+        let entry = store.fetch(&labels(&["a"])).await.remove(0).unwrap();
+        assert_eq!(entry.revision.as_str(), head, "{url}");
+    }
+}
+
+#[tokio::test]
+async fn git_missing_repository_is_an_error() {
+    let server = GitServer::start();
+    let state = tempfile::tempdir().unwrap();
+    let url = server.url().replace("config.git", "absent.git");
+    let mut settings = settings(&url, state.path());
+    settings.backoff.attempts = 1;
+    let store = GitStore::new(settings).unwrap();
+    let error = store.fetch(&labels(&["a"])).await.remove(0).unwrap_err();
+    // git daemon answers "access denied or repository not exported" for both cases.
+    assert!(
+        matches!(
+            error.kind,
+            StoreErrorKind::NotFound | StoreErrorKind::Denied
+        ),
+        "{:?}: {}",
+        error.kind,
+        error_chain(&error)
     );
 }

@@ -28,7 +28,7 @@ async fn put(store: &Arc<dyn ObjectStore>, key: &str, body: &str) -> String {
     result.e_tag.unwrap().trim_matches('"').to_owned()
 }
 
-/// A store over Garage whose `ObjectStore` counts bodies and 304 answers.
+/// A store over Garage whose `ObjectStore` counts bodies and 304 responses.
 fn counting_store(garage: &Garage, prefix: &str) -> (ObjectConfigStore, Arc<CountingStore>) {
     let raw = garage.settings(prefix).build().unwrap();
     let counting = CountingStore::new(raw);

@@ -10,8 +10,8 @@ use gix::ObjectId;
 use super::auth::{Secret, TOKEN_USER};
 use crate::error::StoreErrorKind;
 
-/// What went wrong in a blocking Git operation, already classified, with the unredacted
-/// message (the caller redacts it).
+/// A classified failure of a blocking Git operation. The message is not yet redacted, so the
+/// caller must redact it before showing it.
 #[derive(Debug)]
 pub(super) struct GitFailure {
     pub kind: StoreErrorKind,
@@ -72,6 +72,10 @@ fn classify(error: &gix::Error) -> StoreErrorKind {
         return StoreErrorKind::Denied;
     }
     let text = chain(error).to_ascii_lowercase();
+    // git daemon sends the same text for a missing and for an unexported repository.
+    if text.contains("repository not exported") {
+        return StoreErrorKind::NotFound;
+    }
     if text.contains("401") || text.contains("403") || text.contains("authentication") {
         return StoreErrorKind::Denied;
     }
@@ -136,8 +140,8 @@ pub(super) fn fetch_branch(
         .connect(gix::remote::Direction::Fetch)
         .map_err(|e| GitFailure::from_gix("failed to connect", &e))?;
     let token = token.cloned();
-    // Credentials come only from the token; without one the credential helpers and prompts
-    // of the host's Git configuration are not consulted, so a daemon never blocks on a prompt.
+    // Credentials come only from the token. Without one, the credential helpers and prompts of
+    // the host's Git configuration are skipped, so a daemon never blocks on a password prompt.
     let connection = connection.with_credentials(move |action| match (&token, action) {
         (Some(token), gix::credentials::helper::Action::Get(context)) => {
             Ok(Some(gix::credentials::protocol::Outcome {

@@ -34,7 +34,7 @@ pub struct GitSettings {
     /// The repository URL: `https://`, `http://`, `git://`, `ssh://`, `user@host:path`,
     /// `file://` or a local path.
     pub url: String,
-    /// The branch that holds `nodes/`.
+    /// The branch that contains `nodes/`.
     pub branch: String,
     /// Where the bare clone is kept between fetches.
     pub clone_dir: PathBuf,

@@ -113,12 +113,12 @@ impl GitServer {
         wait_until("git daemon", Duration::from_secs(10), || port_open(port));
     }
 
-    /// The `git://` URL of the repository.
+    /// Returns the `git://` URL of the repository.
     pub fn url(&self) -> String {
         format!("git://127.0.0.1:{}/config.git", self.port)
     }
 
-    /// The bare repository's path.
+    /// Returns the bare repository's path.
     pub fn bare_path(&self) -> PathBuf {
         self.dir.path().join("srv").join("config.git")
     }
@@ -171,7 +171,7 @@ impl GitServer {
         self.head()
     }
 
-    /// The commit id of the work tree's `HEAD`.
+    /// Returns the commit id of the work tree's `HEAD`.
     pub fn head(&self) -> String {
         run(git(&self.work()).args(["rev-parse", "HEAD"]))
             .trim()
@@ -390,8 +390,8 @@ impl Drop for Garage {
     }
 }
 
-/// Counts what passes through an `ObjectStore`: GETs that returned a body, GETs answered
-/// with 304 Not Modified, and list calls.
+/// Counts what passes through an `ObjectStore`: GETs that returned a body, GETs that
+/// returned 304 Not Modified, and list calls.
 #[derive(Debug)]
 pub struct CountingStore {
     inner: Arc<dyn ObjectStore>,
@@ -494,7 +494,7 @@ impl ObjectStore for CountingStore {
     }
 }
 
-/// A registry record for `node` with fixed values.
+/// Builds a registry record for `node` with fixed values.
 pub fn sample_record(node: &str, heartbeat: &str) -> firework_store::NodeRecord {
     firework_store::NodeRecord {
         node: node.to_owned(),
@@ -517,7 +517,7 @@ pub fn sample_record(node: &str, heartbeat: &str) -> firework_store::NodeRecord 
     }
 }
 
-/// A valid node config with one service.
+/// Renders a valid node config with one service.
 pub fn node_yaml(node: &str, service: &str) -> String {
     format!(
         "node: {node}\nhost_ip: 10.0.0.9\nservices:\n  - name: {service}\n    image: /img/{service}.ext4\n    kernel: /img/vmlinux\n    vcpus: 1\n    memory_mb: 128\n"
