@@ -25,7 +25,7 @@ pub const EXIT_NOT_FOUND: u8 = 127;
 /// Exit code in the helper role for a usage error.
 pub const EXIT_USAGE: u8 = 2;
 
-/// What fc-init does when the boot sequence is over.
+/// Final action of fc-init after the boot sequence.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Finish {
     /// The service ran and exited: reboot, which ends the VM under `reboot=k`.
@@ -44,7 +44,7 @@ pub struct BootOptions {
     pub own_args: Vec<OsString>,
     /// fc-init's environment.
     pub inherited_env: Vec<(OsString, OsString)>,
-    /// Where to read the kernel command line; `None` means an empty command line.
+    /// Path of the kernel command-line file. `None` means an empty command line.
     pub cmdline_path: Option<PathBuf>,
     pub runtime_path: PathBuf,
     pub grace: Duration,

@@ -2,9 +2,10 @@
 //!
 //! Linux (`next_arg` in `kernel/params.c`) splits `/proc/cmdline` at unquoted whitespace. A
 //! double quote toggles quoting anywhere in a word, so `"a b"` and `k="a b"` are one word
-//! each. The kernel then removes only two kinds of quotes: a quote that opens the whole
-//! word, together with a quote that closes it, and a quote that opens the value after the
-//! first `=`, together with a quote that closes it. Quotes elsewhere stay in the word. The
+//! each. The kernel then removes only two kinds of quotes. The first is a quote that opens
+//! the whole word, together with a quote that closes it. The second is a quote that opens
+//! the value after the first `=`, together with a quote that closes it. Quotes elsewhere
+//! stay in the word. The
 //! first unquoted `--` without a value ends the kernel's parameters, and the words after it
 //! are the arguments for init.
 
@@ -78,7 +79,7 @@ pub fn split(text: &[u8]) -> CommandLine {
     }
 }
 
-/// Whitespace as C's `isspace` sees it in the "C" locale, which is what the kernel uses.
+/// Reports whether `byte` is whitespace for C's `isspace` in the "C" locale, as in the kernel.
 fn is_space(byte: u8) -> bool {
     matches!(byte, b' ' | b'\t' | b'\n' | b'\x0b' | b'\x0c' | b'\r')
 }

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 /// Program run when the boot arguments name none, as the Go firework does.
 pub const DEFAULT_PROGRAM: &str = "/sbin/init";
 
-/// Where the service's argv came from.
+/// Source of the service's argv.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CommandSource {
     /// fc-init's own arguments, which the kernel fills with the bare words before `--` that
@@ -54,8 +54,8 @@ pub enum CommandError {
     EmptyProgram,
 }
 
-/// Resolves the program to execute. A name with a `/` is used as given (relative to the
-/// working directory); a bare name is looked up in the `:`-separated `search_path` and the
+/// Resolves the program to execute. A name with a `/` is used as given, relative to the
+/// working directory. A bare name is looked up in the `:`-separated `search_path`, and the
 /// first regular file with an execute bit wins.
 pub fn resolve_program(program: &OsStr, search_path: &OsStr) -> Result<PathBuf, CommandError> {
     if program.is_empty() {

@@ -90,7 +90,7 @@ pub enum MountError {
     },
 }
 
-/// What happened to one mount.
+/// Result of one mount.
 #[derive(Debug)]
 pub enum MountOutcome {
     /// The target already was a mount point, so nothing was done.
@@ -137,7 +137,7 @@ fn mount_one(spec: &MountSpec) -> MountOutcome {
 }
 
 /// Reports whether `path` is a mount point. Uses `/proc/self/mountinfo` when `/proc` is
-/// mounted, which also sees bind mounts; before that, compares the device of `path` with
+/// mounted, which also lists bind mounts. Before that, it compares the device of `path` with
 /// the device of its parent.
 pub fn is_mount_point(path: &Path) -> bool {
     if let Ok(mountinfo) = std::fs::read_to_string("/proc/self/mountinfo") {

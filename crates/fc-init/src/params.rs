@@ -14,7 +14,7 @@ pub const ENV_PREFIX: &str = "firework.env.";
 /// Prefix of an encoded environment entry: `firework.env64.<NAME>=<base64url, no padding>`.
 pub const ENV64_PREFIX: &str = "firework.env64.";
 
-/// Longest host name that `sethostname` accepts (`HOST_NAME_MAX`).
+/// Maximum host name length in bytes that `sethostname` accepts (`HOST_NAME_MAX`).
 const HOSTNAME_MAX_LEN: usize = 64;
 
 /// Settings taken from the kernel command line.

@@ -12,7 +12,7 @@ use nix::fcntl::AtFlags;
 use nix::unistd::{Gid, Uid};
 use serde::Deserialize;
 
-/// Where fc-init looks for the runtime file.
+/// Path of the runtime file.
 pub const RUNTIME_FILE: &str = "/etc/firework/runtime.json";
 
 /// The contents of the runtime file.

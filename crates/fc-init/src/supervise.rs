@@ -62,7 +62,7 @@ pub struct ServiceSpec {
     pub user: Option<(u32, u32)>,
 }
 
-/// How the service ended.
+/// Final state of the service process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ServiceStatus {
     Exited(i32),
@@ -70,7 +70,7 @@ pub enum ServiceStatus {
 }
 
 impl ServiceStatus {
-    /// The shell-style exit code: the status itself, or 128 + the signal number.
+    /// Returns the shell-style exit code: the status itself, or 128 + the signal number.
     pub fn exit_code(self) -> u8 {
         match self {
             // Exit statuses are already 0..=255 on Linux.
@@ -173,8 +173,8 @@ impl Supervisor {
         // NOTE: the standard library does not reset the signal mask of a spawned child, and
         // setting it in the child needs `unsafe` (`pre_exec`). So the signals are blocked
         // only after the spawn. A SIGTERM, SIGINT or SIGHUP that arrives during the spawn is
-        // lost (PID 1 ignores signals it has no handler for); a lost SIGCHLD does no harm
-        // because `wait_for_service` reaps before it first waits.
+        // lost, because PID 1 ignores signals it has no handler for. A lost SIGCHLD does no
+        // harm because `wait_for_service` reaps before it first waits.
         mask.thread_unblock()
             .map_err(|source| SuperviseError::BlockSignals { source })?;
 
@@ -215,7 +215,7 @@ impl Supervisor {
         })
     }
 
-    /// The service's process id.
+    /// Returns the service's process id.
     pub fn service_pid(&self) -> Pid {
         self.service
     }

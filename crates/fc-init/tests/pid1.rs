@@ -246,7 +246,7 @@ fn pid1_environment_arguments_and_settings() {
         r#"env > /out/env
 for arg in "$@"; do printf '%s\n' "$arg"; done > /out/args
 pwd > /out/pwd
-hostname > /out/hostname
+cat /proc/sys/kernel/hostname > /out/hostname
 cut -d' ' -f2 /proc/self/mounts > /out/mounts
 exit 3
 "#,
@@ -304,7 +304,7 @@ fn pid1_hostname_from_file_and_exec_parameter() {
         return;
     }
     let guest = Guest::new();
-    guest.add_script("host.sh", "hostname > /out/hostname\n");
+    guest.add_script("host.sh", "cat /proc/sys/kernel/hostname > /out/hostname\n");
 
     let finished = guest.run("console=ttyS0 firework.exec=/svc/host.sh");
 
