@@ -262,6 +262,10 @@ exit 3
          [A-Za-z_][A-Za-z0-9_]*",
     );
     finished.assert_console_has("fc-init: rebooting");
+    // A child PID namespace rejects RB_DISABLE_CAD, which shows that fc-init made the call.
+    finished.assert_console_has(
+        "fc-init: failed to disable the Ctrl-Alt-Del reboot: EINVAL: Invalid argument",
+    );
     finished.assert_ended_by(Signal::SIGHUP);
 
     let mut env: Vec<String> = guest.output("env").lines().map(str::to_owned).collect();
