@@ -1,3 +1,4 @@
 //! The logic behind `fireworkctl`'s subcommands; `main.rs` only parses arguments and prints.
 
+pub mod doctor;
 pub mod validate;

@@ -39,6 +39,16 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
+    /// Check that this host can run the agent: IP forwarding, nftables, the bridge,
+    /// /dev/net/tun, /dev/kvm and the Firecracker binary.
+    ///
+    /// Exit status: 0 all checks pass, 1 a check failed, 2 the config is invalid.
+    Doctor {
+        /// Agent config whose binary, bridge and network settings are checked; the defaults
+        /// when not given.
+        #[arg(long)]
+        config: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -58,6 +68,7 @@ fn main() -> ExitCode {
             strict,
             format,
         } => run_validate(&paths, kind, strict, format),
+        Command::Doctor { config } => run_doctor(config.as_deref()),
     }
 }
 
@@ -134,4 +145,36 @@ fn write_text(
         "{verdict}: {errors} errors, {warnings} warnings in {} paths",
         reports.len()
     )
+}
+
+fn run_doctor(config: Option<&str>) -> ExitCode {
+    let checks = match fireworkctl::doctor::run_checks(config) {
+        Ok(checks) => checks,
+        Err(error) => {
+            print_chain(&error);
+            for diagnostic in error.diagnostics() {
+                eprintln!("{diagnostic}");
+            }
+            return ExitCode::from(2);
+        }
+    };
+    let mut failed = 0;
+    for check in &checks {
+        let passed = check.status == firework_net::preflight::CheckStatus::Pass;
+        let mark = if passed { "ok  " } else { "FAIL" };
+        println!("{mark} {:<12} {}", check.name, check.detail);
+        if let Some(fix) = &check.fix {
+            println!("     fix: {fix}");
+        }
+        if !passed {
+            failed += 1;
+        }
+    }
+    if failed > 0 {
+        println!("{failed} of {} checks failed", checks.len());
+        ExitCode::from(1)
+    } else {
+        println!("all {} checks passed", checks.len());
+        ExitCode::SUCCESS
+    }
 }
