@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use tracing::warn;
 
-use crate::error::StoreError;
+use crate::error::{Backend, MessageError, StoreError, StoreErrorKind, Subject};
 use crate::index::IndexSnapshot;
 use crate::store::{LabelResult, Listing, NodeConfigEntry};
 
@@ -51,17 +51,23 @@ pub struct PeerUpdate {
 }
 
 /// Keeps the last good desired state of an agent's labels, its peers and the placement index.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct DesiredStateCache {
+    backend: Backend,
     desired: Option<DesiredState>,
     peers: BTreeMap<String, NodeConfigEntry>,
     index: Option<IndexSnapshot>,
 }
 
 impl DesiredStateCache {
-    /// An empty cache.
-    pub fn new() -> DesiredStateCache {
-        DesiredStateCache::default()
+    /// An empty cache for the results of a store of `backend`.
+    pub fn new(backend: Backend) -> DesiredStateCache {
+        DesiredStateCache {
+            backend,
+            desired: None,
+            peers: BTreeMap::new(),
+            index: None,
+        }
     }
 
     /// The desired state in force, `None` until the first fully successful read.
@@ -93,13 +99,10 @@ impl DesiredStateCache {
             let failed = errors.iter().any(|e| e.label() == Some(label.as_str()));
             if !entries.contains_key(label) && !failed {
                 errors.push(StoreError::new(
-                    crate::StoreErrorKind::NotFound,
-                    errors
-                        .first()
-                        .map(|e: &StoreError| e.backend)
-                        .unwrap_or(crate::Backend::Local),
-                    crate::Subject::Label(label.clone()),
-                    crate::MessageError("the store returned no result for this label".to_owned()),
+                    StoreErrorKind::NotFound,
+                    self.backend,
+                    Subject::Label(label.clone()),
+                    MessageError("the store returned no result for this label".to_owned()),
                 ));
             }
         }
@@ -183,5 +186,108 @@ impl DesiredStateCache {
                 Err((self.index.as_ref(), error))
             }
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::store::Revision;
+
+    fn entry(label: &str, revision: &str, services: &str) -> NodeConfigEntry {
+        let yaml = format!("services: {services}\n");
+        NodeConfigEntry {
+            label: label.to_owned(),
+            revision: Revision(revision.to_owned()),
+            config: Arc::new(crate::model::parse(yaml.as_bytes(), "test.yaml").unwrap()),
+        }
+    }
+
+    fn failure(label: &str, kind: StoreErrorKind) -> StoreError {
+        StoreError::new(
+            kind,
+            Backend::S3,
+            Subject::Label(label.to_owned()),
+            MessageError("boom".to_owned()),
+        )
+    }
+
+    fn labels(names: &[&str]) -> Vec<String> {
+        names.iter().map(|n| (*n).to_owned()).collect()
+    }
+
+    #[test]
+    fn no_state_before_first_success() {
+        let mut cache = DesiredStateCache::new(Backend::S3);
+        let wanted = labels(&["a"]);
+        let stale = cache
+            .apply_fetch(
+                &wanted,
+                vec![Err(failure("a", StoreErrorKind::Unreachable))],
+            )
+            .unwrap_err();
+        assert_eq!(stale.last_good, None);
+        assert_eq!(stale.errors.len(), 1);
+        assert_eq!(cache.desired(), None);
+    }
+
+    #[test]
+    fn label_without_result_is_failure() {
+        let mut cache = DesiredStateCache::new(Backend::S3);
+        let wanted = labels(&["a", "b"]);
+        let stale = cache
+            .apply_fetch(&wanted, vec![Ok(entry("a", "r1", "[]"))])
+            .unwrap_err();
+        assert_eq!(stale.errors.len(), 1);
+        assert_eq!(stale.errors[0].label(), Some("b"));
+        assert_eq!(stale.errors[0].kind, StoreErrorKind::NotFound);
+        assert_eq!(cache.desired(), None);
+    }
+
+    #[test]
+    fn combined_revision_names_each_label() {
+        let mut cache = DesiredStateCache::new(Backend::S3);
+        let wanted = labels(&["b", "a"]);
+        let state = cache
+            .apply_fetch(
+                &wanted,
+                vec![Ok(entry("b", "r2", "[]")), Ok(entry("a", "r1", "[]"))],
+            )
+            .unwrap();
+        assert_eq!(state.revision(), "a=r1,b=r2");
+    }
+
+    #[test]
+    fn failed_listing_keeps_all_peers() {
+        let mut cache = DesiredStateCache::new(Backend::S3);
+        cache.apply_listing(Ok(vec![Ok(entry("p", "r1", "[]"))]));
+        let update = cache.apply_listing(Err(StoreError::new(
+            StoreErrorKind::Denied,
+            Backend::S3,
+            Subject::Listing,
+            MessageError("boom".to_owned()),
+        )));
+        assert_eq!(update.errors.len(), 1);
+        assert_eq!(cache.peers().len(), 1);
+        assert_eq!(cache.peers()["p"].revision.as_str(), "r1");
+    }
+
+    #[test]
+    fn failed_index_keeps_last_good() {
+        let mut cache = DesiredStateCache::new(Backend::S3);
+        let snapshot = IndexSnapshot {
+            revision: Revision("e1".to_owned()),
+            index: Arc::new(crate::PlacementIndex::default()),
+            changed: true,
+        };
+        cache.apply_index(Ok(snapshot.clone())).unwrap();
+        let (kept, error) = cache
+            .apply_index(Err(failure("x", StoreErrorKind::Unreachable)))
+            .unwrap_err();
+        assert_eq!(kept, Some(&snapshot));
+        assert_eq!(error.kind, StoreErrorKind::Unreachable);
     }
 }

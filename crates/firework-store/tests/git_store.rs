@@ -106,7 +106,7 @@ async fn git_deleted_branch_keeps_last_good() {
     let state = tempfile::tempdir().unwrap();
     let store = GitStore::new(settings(&server.url(), state.path())).unwrap();
     let wanted = labels(&["a"]);
-    let mut cache = DesiredStateCache::new();
+    let mut cache = DesiredStateCache::new(Backend::Git);
     let good = cache
         .apply_fetch(&wanted, store.fetch(&wanted).await)
         .unwrap()
@@ -134,7 +134,7 @@ async fn git_server_down_is_unreachable() {
     let state = tempfile::tempdir().unwrap();
     let store = GitStore::new(settings(&server.url(), state.path())).unwrap();
     let wanted = labels(&["a"]);
-    let mut cache = DesiredStateCache::new();
+    let mut cache = DesiredStateCache::new(Backend::Git);
     let good = cache
         .apply_fetch(&wanted, store.fetch(&wanted).await)
         .unwrap()
@@ -218,7 +218,7 @@ async fn git_list_all_keeps_broken_peer_copy() {
     ]);
     let state = tempfile::tempdir().unwrap();
     let store = GitStore::new(settings(&server.url(), state.path())).unwrap();
-    let mut cache = DesiredStateCache::new();
+    let mut cache = DesiredStateCache::new(Backend::Git);
     let update = cache.apply_listing(store.list_all().await);
     assert!(update.errors.is_empty());
     let good_b = cache.peers()["b"].clone();
@@ -251,7 +251,7 @@ async fn git_safety_rules() {
     let state = tempfile::tempdir().unwrap();
     let store = GitStore::new(settings(&server.url(), state.path())).unwrap();
     let wanted = labels(&["a", "b"]);
-    let mut cache = DesiredStateCache::new();
+    let mut cache = DesiredStateCache::new(Backend::Git);
     let good = cache
         .apply_fetch(&wanted, store.fetch(&wanted).await)
         .unwrap()

@@ -206,7 +206,7 @@ async fn local_safety_keeps_last_good_state() {
     write(dir.path(), "nodes/db.yaml", &node_yaml("db", "pg"));
     let store = LocalStore::new(dir.path());
     let wanted = labels(&["web", "db"]);
-    let mut cache = DesiredStateCache::new();
+    let mut cache = DesiredStateCache::new(Backend::Local);
 
     let good = cache
         .apply_fetch(&wanted, store.fetch(&wanted).await)

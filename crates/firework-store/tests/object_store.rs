@@ -224,7 +224,7 @@ async fn s3_server_down_keeps_last_good() {
     let (store, _) = counting_store(&garage, "");
     put(store.object_store(), "nodes/a.yaml", &node_yaml("a", "web")).await;
     let wanted = labels(&["a"]);
-    let mut cache = DesiredStateCache::new();
+    let mut cache = DesiredStateCache::new(Backend::S3);
     let good = cache
         .apply_fetch(&wanted, store.fetch(&wanted).await)
         .unwrap()
@@ -347,7 +347,7 @@ async fn s3_safety_rules() {
     put(&raw, "nodes/a.yaml", &node_yaml("a", "web")).await;
     put(&raw, "nodes/b.yaml", &node_yaml("b", "api")).await;
     let wanted = labels(&["a", "b"]);
-    let mut cache = DesiredStateCache::new();
+    let mut cache = DesiredStateCache::new(Backend::S3);
     let good = cache
         .apply_fetch(&wanted, store.fetch(&wanted).await)
         .unwrap()
@@ -394,7 +394,7 @@ async fn s3_peer_read_failure_keeps_copy() {
     let raw = Arc::clone(store.object_store());
     put(&raw, "nodes/a.yaml", &node_yaml("a", "web")).await;
     put(&raw, "nodes/b.yaml", &node_yaml("b", "api")).await;
-    let mut cache = DesiredStateCache::new();
+    let mut cache = DesiredStateCache::new(Backend::S3);
     assert!(
         cache
             .apply_listing(store.list_all().await)
