@@ -55,11 +55,12 @@ impl LinuxBackend {
         }
     }
 
-    async fn addresses(&self) -> Result<BTreeMap<u32, Vec<Ipv4Net>>, NetError> {
-        let messages: Vec<AddressMessage> = self
-            .handle
-            .address()
-            .get()
+    async fn addresses(&self, index: Option<u32>) -> Result<BTreeMap<u32, Vec<Ipv4Net>>, NetError> {
+        let mut request = self.handle.address().get();
+        if let Some(index) = index {
+            request = request.set_link_index_filter(index);
+        }
+        let messages: Vec<AddressMessage> = request
             .execute()
             .try_collect()
             .await
@@ -78,19 +79,14 @@ impl LinuxBackend {
         Ok(by_index)
     }
 
-    async fn names_by_index(&self) -> Result<BTreeMap<u32, String>, NetError> {
-        let messages: Vec<LinkMessage> = self
-            .handle
-            .link()
-            .get()
-            .execute()
-            .try_collect()
-            .await
-            .map_err(|source| netlink_error("list links", "(all)", source))?;
-        Ok(messages
-            .iter()
-            .filter_map(|m| Some((m.header.index, link_name(m)?)))
-            .collect())
+    /// Returns the name of the interface with `index`, or `None` when it is gone.
+    async fn name_of(&self, index: u32) -> Result<Option<String>, NetError> {
+        let mut stream = self.handle.link().get().match_index(index).execute();
+        match stream.try_next().await {
+            Ok(message) => Ok(message.as_ref().and_then(link_name)),
+            Err(rtnetlink::Error::NetlinkError(err)) if err.raw_code() == -libc::ENODEV => Ok(None),
+            Err(source) => Err(netlink_error("get link", &index.to_string(), source)),
+        }
     }
 }
 
@@ -157,8 +153,20 @@ impl NetworkBackend for LinuxBackend {
         let Some(message) = self.get_link_message(name).await? else {
             return Ok(None);
         };
-        let names = self.names_by_index().await?;
-        let addresses = self.addresses().await?;
+        let mut names = BTreeMap::new();
+        let controller = message
+            .attributes
+            .iter()
+            .find_map(|attribute| match attribute {
+                LinkAttribute::Controller(index) => Some(*index),
+                _ => None,
+            });
+        if let Some(index) = controller
+            && let Some(controller_name) = self.name_of(index).await?
+        {
+            names.insert(index, controller_name);
+        }
+        let addresses = self.addresses(Some(message.header.index)).await?;
         Ok(link_state(&message, &names, &addresses))
     }
 
@@ -175,7 +183,7 @@ impl NetworkBackend for LinuxBackend {
             .iter()
             .filter_map(|m| Some((m.header.index, link_name(m)?)))
             .collect();
-        let addresses = self.addresses().await?;
+        let addresses = self.addresses(None).await?;
         Ok(messages
             .iter()
             .filter_map(|m| link_state(m, &names, &addresses))
