@@ -1,5 +1,5 @@
-//! Placement of 10,000 services onto 1,000 nodes, from scratch and against a full previous
-//! placement.
+//! Placement of 10,000 services onto 1,000 nodes: from scratch, against a full previous
+//! placement, and from scratch without node types.
 //!
 //! Run with `cargo bench -p firework-scheduler --bench placement`.
 
@@ -77,6 +77,18 @@ fn bench_placement(c: &mut Criterion) {
     });
     group.bench_function("10000_services_1000_nodes_all_kept", |b| {
         b.iter(|| schedule(black_box(&nodes), black_box(&services), &existing, &options))
+    });
+
+    // Without node types every service scans all 1,000 nodes: the slowest case.
+    let untyped: Vec<ServiceRequest> = services
+        .iter()
+        .map(|s| ServiceRequest {
+            node_type: None,
+            ..s.clone()
+        })
+        .collect();
+    group.bench_function("10000_untyped_services_1000_nodes_fresh", |b| {
+        b.iter(|| schedule(black_box(&nodes), black_box(&untyped), &[], &options))
     });
     group.finish();
 }
