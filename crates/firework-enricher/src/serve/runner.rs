@@ -1,0 +1,88 @@
+//! Runs renders one at a time. A trigger that arrives while a run is going waits; several
+//! waiting triggers collapse into one run, which fetches the branch tip and so includes
+//! every push.
+
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::{Notify, watch};
+use tracing::{Instrument, error, info, info_span};
+
+use super::metrics::Metrics;
+use crate::run::{RunConfig, run};
+
+/// Why a run was asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Trigger {
+    /// A push to the branch, with its `after` commit.
+    Push {
+        /// The pushed commit.
+        after: String,
+    },
+    /// The timer.
+    Scheduled,
+}
+
+/// The serialised run queue.
+#[derive(Debug)]
+pub struct Runner {
+    pending: Mutex<Option<Trigger>>,
+    notify: Notify,
+    config: RunConfig,
+    metrics: Arc<Metrics>,
+    finished: watch::Sender<u64>,
+}
+
+impl Runner {
+    /// A runner for `config`.
+    pub fn new(config: RunConfig, metrics: Arc<Metrics>) -> Arc<Runner> {
+        Arc::new(Runner {
+            pending: Mutex::new(None),
+            notify: Notify::new(),
+            config,
+            metrics,
+            finished: watch::channel(0).0,
+        })
+    }
+
+    /// Queues a run; replaces a trigger that is still waiting.
+    pub fn submit(&self, trigger: Trigger) {
+        let mut pending = match self.pending.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if let Some(previous) = pending.replace(trigger) {
+            info!(?previous, "coalesced with a newer trigger");
+        }
+        drop(pending);
+        self.notify.notify_one();
+    }
+
+    /// Counts finished runs; tests and health checks wait on it.
+    pub fn finished(&self) -> watch::Receiver<u64> {
+        self.finished.subscribe()
+    }
+
+    /// Processes triggers until the task is dropped.
+    pub async fn work(self: Arc<Self>) {
+        loop {
+            self.notify.notified().await;
+            let trigger = match self.pending.lock() {
+                Ok(mut guard) => guard.take(),
+                Err(poisoned) => poisoned.into_inner().take(),
+            };
+            let Some(trigger) = trigger else { continue };
+            let span = info_span!("run", ?trigger);
+            let result = run(&self.config).instrument(span).await;
+            match &result {
+                Ok(outcome) => info!(
+                    revision = outcome.commit.as_deref().unwrap_or(""),
+                    written = outcome.report.written.len(),
+                    "run succeeded"
+                ),
+                Err(err) => error!(error = %crate::serve::error_chain(err), "run failed"),
+            }
+            self.metrics.run_finished(result.is_ok());
+            self.finished.send_modify(|count| *count += 1);
+        }
+    }
+}
