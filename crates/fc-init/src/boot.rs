@@ -40,7 +40,8 @@ pub enum Finish {
 #[derive(Debug, Clone)]
 pub struct BootOptions {
     pub role: Role,
-    /// fc-init's arguments without `argv[0]`.
+    /// fc-init's arguments without `argv[0]`. As PID 1 these are the words the kernel passed
+    /// to init. In the helper role they are the command, if given.
     pub own_args: Vec<OsString>,
     /// fc-init's environment.
     pub inherited_env: Vec<(OsString, OsString)>,
@@ -95,7 +96,16 @@ pub fn run(options: &BootOptions) -> Finish {
         set_up_guest();
     }
 
-    let params = read_params(options.cmdline_path.as_deref());
+    let mut params = read_params(options.cmdline_path.as_deref());
+    let kernel_args: &[OsString] = match options.role {
+        Role::Init => &options.own_args,
+        Role::Helper => {
+            if !options.own_args.is_empty() {
+                params.init_args = Some(options.own_args.clone());
+            }
+            &[]
+        }
+    };
     for problem in &params.problems {
         console::report_error(problem);
     }
@@ -113,7 +123,7 @@ pub fn run(options: &BootOptions) -> Finish {
     let plan = match plan::plan(&PlanInput {
         params: &params,
         runtime: &runtime,
-        own_args: &options.own_args,
+        kernel_args,
         inherited_env: options.inherited_env.clone(),
         passwd: &passwd,
         group: &group,
@@ -126,6 +136,16 @@ pub fn run(options: &BootOptions) -> Finish {
     };
     for problem in &plan.env_problems {
         console::report_error(problem);
+    }
+    if !kernel_args.is_empty() && plan.argv != kernel_args {
+        let words: Vec<_> = kernel_args
+            .iter()
+            .map(|word| word.to_string_lossy())
+            .collect();
+        console::report(format_args!(
+            "ignoring words the kernel passed to init that are not part of the command: {}",
+            words.join(" ")
+        ));
     }
 
     let spec = match prepare_service(&plan) {

@@ -11,10 +11,10 @@ pub const DEFAULT_PROGRAM: &str = "/sbin/init";
 /// Source of the service's argv.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CommandSource {
-    /// fc-init's own arguments, which the kernel fills with the bare words before `--` that
-    /// it does not know and every word after `--`.
-    OwnArguments,
-    /// The words after `--` in `/proc/cmdline`.
+    /// The words the kernel passed to init: the bare words before `--` that it does not know,
+    /// followed by the words after `--`.
+    KernelArguments,
+    /// The words after `--`.
     InitArguments,
     /// `firework.exec=<path>`.
     Exec,
@@ -22,18 +22,23 @@ pub enum CommandSource {
     Default,
 }
 
-/// Picks the service's argv: fc-init's own arguments, else the words after `--` in the
-/// command line, else `firework.exec`, else [`DEFAULT_PROGRAM`]. The first non-empty source
-/// wins, so `firework.exec` is ignored when a command follows `--`.
+/// Picks the service's argv.
+///
+/// With words after `--` (`init_args`), the argv is what the kernel passed to init
+/// (`kernel_args`) when that ends with those words, so `/bin/tini -- /app` runs
+/// `/bin/tini /app` as with the Go fc-init. Otherwise it is the words after `--`. Without
+/// words after `--`, `firework.exec` is used, else [`DEFAULT_PROGRAM`]. Bare words the kernel
+/// passes without a `--` command are never run: an unknown kernel flag such as `nomodule`
+/// on a kernel without module support would otherwise become the command.
 pub fn choose_argv(
-    own_args: &[OsString],
+    kernel_args: &[OsString],
     init_args: Option<&[OsString]>,
     exec: Option<&OsStr>,
 ) -> (Vec<OsString>, CommandSource) {
-    if !own_args.is_empty() {
-        return (own_args.to_vec(), CommandSource::OwnArguments);
-    }
     if let Some(args) = init_args.filter(|args| !args.is_empty()) {
+        if kernel_args.len() > args.len() && kernel_args.ends_with(args) {
+            return (kernel_args.to_vec(), CommandSource::KernelArguments);
+        }
         return (args.to_vec(), CommandSource::InitArguments);
     }
     if let Some(program) = exec {
@@ -97,13 +102,19 @@ mod tests {
 
     #[test]
     fn argv_precedence() {
-        let own = os(&["/bin/tini", "/app"]);
-        let after = os(&["/app", "x"]);
         let exec = OsStr::new("/bin/exec");
+        let after = os(&["/app", "x"]);
 
         assert_eq!(
-            choose_argv(&own, Some(&after), Some(exec)),
-            (own.clone(), CommandSource::OwnArguments)
+            choose_argv(&os(&["/bin/tini", "/app", "x"]), Some(&after), Some(exec)),
+            (
+                os(&["/bin/tini", "/app", "x"]),
+                CommandSource::KernelArguments
+            )
+        );
+        assert_eq!(
+            choose_argv(&after, Some(&after), Some(exec)),
+            (after.clone(), CommandSource::InitArguments)
         );
         assert_eq!(
             choose_argv(&[], Some(&after), Some(exec)),
@@ -115,6 +126,25 @@ mod tests {
         );
         assert_eq!(
             choose_argv(&[], None, None),
+            (os(&["/sbin/init"]), CommandSource::Default)
+        );
+    }
+
+    #[test]
+    fn argv_ignores_stray_kernel_words() {
+        // Kernel arguments that do not end with the `--` words did not come from this
+        // command line, and bare words alone are never run.
+        let after = os(&["/app"]);
+        assert_eq!(
+            choose_argv(&os(&["nomodule", "/other"]), Some(&after), None),
+            (after.clone(), CommandSource::InitArguments)
+        );
+        assert_eq!(
+            choose_argv(&os(&["nomodule"]), None, Some(OsStr::new("/bin/exec"))),
+            (os(&["/bin/exec"]), CommandSource::Exec)
+        );
+        assert_eq!(
+            choose_argv(&os(&["nomodule"]), None, None),
             (os(&["/sbin/init"]), CommandSource::Default)
         );
     }

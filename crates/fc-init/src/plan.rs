@@ -15,8 +15,9 @@ use crate::user::{self, ResolvedUser, UserError};
 pub struct PlanInput<'a> {
     pub params: &'a BootParams,
     pub runtime: &'a RuntimeConfig,
-    /// fc-init's own arguments, without `argv[0]`.
-    pub own_args: &'a [OsString],
+    /// The words the kernel passed to init (fc-init's own arguments without `argv[0]`);
+    /// empty when fc-init is not PID 1.
+    pub kernel_args: &'a [OsString],
     /// fc-init's own environment.
     pub inherited_env: Vec<(OsString, OsString)>,
     /// Text of `/etc/passwd`, empty when the file is missing.
@@ -98,7 +99,7 @@ pub fn plan(input: &PlanInput<'_>) -> Result<ServicePlan, PlanError> {
     .merge();
 
     let (argv, source) = command::choose_argv(
-        input.own_args,
+        input.kernel_args,
         params.init_args.as_deref(),
         params.exec.as_deref(),
     );
@@ -139,7 +140,7 @@ mod tests {
         plan(&PlanInput {
             params: &params,
             runtime,
-            own_args: &[],
+            kernel_args: &[],
             inherited_env: vec![("HOME".into(), "/".into()), ("TERM".into(), "linux".into())],
             passwd: PASSWD,
             group: GROUP,

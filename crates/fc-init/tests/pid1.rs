@@ -28,11 +28,11 @@ use nix::unistd::Pid;
 const RUN_DEADLINE: Duration = Duration::from_secs(60);
 
 const LAUNCHER: &str = r#"set -e
-root="$1"; cmdline="$2"
+root="$1"; cmdline="$2"; shift 2
 mount --bind -o ro /usr "$root/usr"
 mount -t proc proc "$root/proc"
 mount --bind "$cmdline" "$root/proc/cmdline"
-exec /usr/bin/env -i HOME=/ TERM=linux /usr/sbin/chroot "$root" /fc-init
+exec /usr/bin/env -i HOME=/ TERM=linux /usr/sbin/chroot "$root" /fc-init "$@"
 "#;
 
 fn can_run() -> bool {
@@ -109,6 +109,12 @@ impl Guest {
 
     /// Starts fc-init as PID 1 with `cmdline` as its `/proc/cmdline`.
     fn start(&self, cmdline: &str) -> Running {
+        self.start_with_args(cmdline, &[])
+    }
+
+    /// Starts fc-init as PID 1 with `cmdline` as its `/proc/cmdline` and `kernel_args` as
+    /// its arguments, standing in for the words the kernel passes to init.
+    fn start_with_args(&self, cmdline: &str, kernel_args: &[&str]) -> Running {
         let cmdline_file = self.dir.path().join("cmdline");
         fs::write(&cmdline_file, format!("{cmdline}\n")).unwrap();
         let console_file = self.dir.path().join("console");
@@ -119,6 +125,7 @@ impl Guest {
             .arg("launcher")
             .arg(self.root())
             .arg(&cmdline_file)
+            .args(kernel_args)
             .env_clear()
             .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
             .stdin(Stdio::null())
@@ -315,6 +322,48 @@ fn pid1_hostname_from_file_and_exec_parameter() {
     finished.assert_console_has("fc-init: service exited with status 0");
     finished.assert_ended_by(Signal::SIGHUP);
     assert_eq!(guest.output("hostname"), "from-file\n");
+}
+
+#[test]
+fn pid1_runs_kernel_words_before_dashes() {
+    if !can_run() {
+        return;
+    }
+    let guest = Guest::new();
+    guest.add_script("wrap.sh", "echo wrapped > /out/wrap\nexec \"$@\"\n");
+    guest.add_script("app.sh", "echo \"$0 $*\" > /out/app\n");
+
+    // The kernel passes `/svc/wrap.sh` (a bare word before `--`) and the words after `--`.
+    let finished = guest
+        .start_with_args(
+            "-- /svc/app.sh one",
+            &["/svc/wrap.sh", "/svc/app.sh", "one"],
+        )
+        .finish();
+
+    finished.assert_console_has("fc-init: service exited with status 0");
+    assert_eq!(guest.output("wrap"), "wrapped\n");
+    assert_eq!(guest.output("app"), "/svc/app.sh one\n");
+}
+
+#[test]
+fn pid1_ignores_stray_kernel_words() {
+    if !can_run() {
+        return;
+    }
+    let guest = Guest::new();
+    guest.add_script("host.sh", "echo ran > /out/ran\n");
+
+    let finished = guest
+        .start_with_args("nomodule firework.exec=/svc/host.sh", &["nomodule"])
+        .finish();
+
+    finished.assert_console_has(
+        "fc-init: ignoring words the kernel passed to init that are not part of the command: \
+         nomodule",
+    );
+    finished.assert_console_has("fc-init: service exited with status 0");
+    assert_eq!(guest.output("ran"), "ran\n");
 }
 
 #[test]
