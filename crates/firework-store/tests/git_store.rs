@@ -358,3 +358,84 @@ async fn git_missing_repository_is_an_error() {
         error_chain(&error)
     );
 }
+
+/// An HTTP server that responds 401 with a Basic challenge to requests without an
+/// `Authorization` header and 403 to the rest, recording every `Authorization` value.
+fn challenge_server() -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use std::io::{BufRead, BufReader, Write};
+
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let recorded = std::sync::Arc::clone(&seen);
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut authorization = None;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(value) = line.strip_prefix("Authorization: ") {
+                    authorization = Some(value.trim().to_owned());
+                }
+            }
+            let response = match authorization {
+                Some(value) => {
+                    recorded.lock().unwrap().push(value);
+                    "HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                }
+                None => {
+                    "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"git\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                }
+            };
+            let _ = stream.write_all(response.as_bytes());
+        }
+    });
+    (port, seen)
+}
+
+#[tokio::test]
+async fn git_token_never_sent_over_http() {
+    let (port, seen) = challenge_server();
+    let state = tempfile::tempdir().unwrap();
+    let mut settings = settings(&format!("http://127.0.0.1:{port}/config.git"), state.path());
+    settings.token = Some(Secret::new("token-secret-789"));
+    settings.backoff.attempts = 1;
+    let store = GitStore::new(settings).unwrap();
+    let error = store.fetch(&labels(&["a"])).await.remove(0).unwrap_err();
+
+    // gix refuses to send credentials in clear text, so the server saw no Authorization.
+    assert!(seen.lock().unwrap().is_empty());
+    assert_eq!(
+        error.kind,
+        StoreErrorKind::Denied,
+        "{}",
+        error_chain(&error)
+    );
+    assert!(!error_chain(&error).contains("token-secret-789"));
+    assert_eq!(
+        store.fetch_count(),
+        1,
+        "a rejected credential is not retried"
+    );
+}
+
+#[tokio::test]
+async fn git_without_token_is_denied() {
+    let (port, seen) = challenge_server();
+    let state = tempfile::tempdir().unwrap();
+    let mut settings = settings(&format!("http://127.0.0.1:{port}/config.git"), state.path());
+    settings.backoff.attempts = 1;
+    let store = GitStore::new(settings).unwrap();
+    let error = store.fetch(&labels(&["a"])).await.remove(0).unwrap_err();
+    assert_eq!(
+        error.kind,
+        StoreErrorKind::Denied,
+        "{}",
+        error_chain(&error)
+    );
+    assert!(seen.lock().unwrap().is_empty());
+}

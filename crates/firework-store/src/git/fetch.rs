@@ -76,7 +76,11 @@ fn classify(error: &gix::Error) -> StoreErrorKind {
     if text.contains("repository not exported") {
         return StoreErrorKind::NotFound;
     }
-    if text.contains("401") || text.contains("403") || text.contains("authentication") {
+    if text.contains("401")
+        || text.contains("403")
+        || text.contains("authentication")
+        || text.contains("refuses to use the given credentials")
+    {
         return StoreErrorKind::Denied;
     }
     if error.classify().is_not_found() || text.contains("not found") || text.contains("404") {
