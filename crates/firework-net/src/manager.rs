@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use ipnet::Ipv4Net;
 use tokio::sync::Mutex;
-use tracing::{Instrument, info, info_span, warn};
+use tracing::{Instrument, info, info_span, instrument, warn};
 
 use crate::addressing::assign_addresses;
 use crate::backend::{LinkKind, NetworkBackend, has_address};
@@ -90,6 +90,7 @@ impl<B: NetworkBackend> NetworkManager<B> {
     ///
     /// This is what a node with network setup turned off still needs for kernel
     /// arguments, links and health checks.
+    #[instrument(skip_all, fields(services = plan.services.len()))]
     pub async fn assign(&self, plan: &NetworkPlan) -> Result<AppliedNetwork, NetError> {
         let _guard = self.lock.lock().await;
         plan.validate()?;
@@ -144,6 +145,7 @@ impl<B: NetworkBackend> NetworkManager<B> {
 
     /// Removes the TAP device, rules and record of `service`, leaving every other
     /// service as the last applied plan had it.
+    #[instrument(skip(self))]
     pub async fn remove_service(&self, service: &str) -> Result<(), NetError> {
         let _guard = self.lock.lock().await;
         let mut state = NetworkState::load(&self.state_dir)?;
@@ -159,6 +161,7 @@ impl<B: NetworkBackend> NetworkManager<B> {
     /// Removes every recorded service not in `keep`, with its TAP device and rules,
     /// and deletes orphaned TAPs. Meant for agent start, with `keep` the services in the
     /// agent's records.
+    #[instrument(skip_all, fields(keep = keep.len()))]
     pub async fn collect_garbage(
         &self,
         keep: &BTreeSet<String>,
@@ -203,6 +206,7 @@ impl<B: NetworkBackend> NetworkManager<B> {
 
     /// Removes everything Firework created: TAP devices, both nftables tables, the
     /// bridge when Firework created it, and the records.
+    #[instrument(skip_all)]
     pub async fn teardown(&self) -> Result<(), NetError> {
         let _guard = self.lock.lock().await;
         let mut state = NetworkState::load(&self.state_dir)?;

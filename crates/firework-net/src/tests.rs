@@ -388,3 +388,49 @@ async fn renamed_bridge_replaces_the_created_one() {
     let state = NetworkState::load(dir.path()).unwrap();
     assert_eq!(state.created_bridge.as_deref(), Some("fwbr1"));
 }
+
+#[tokio::test]
+async fn assign_records_without_touching_devices() {
+    let (manager, dir) = manager();
+    let assigned = manager
+        .assign(&plan(vec![service("a"), service("b")]))
+        .await
+        .unwrap();
+    assert!(manager.backend().take_calls().is_empty());
+    assert!(manager.backend().links.lock().unwrap().is_empty());
+
+    let state = NetworkState::load(dir.path()).unwrap();
+    assert_eq!(state.services["a"].address, assigned.services["a"].address);
+    assert_eq!(state.services["b"].tap, assigned.services["b"].tap);
+
+    let applied = manager
+        .apply(&plan(vec![service("a"), service("b")]))
+        .await
+        .unwrap();
+    assert_eq!(applied, assigned);
+}
+
+#[tokio::test]
+async fn remove_service_keeps_the_others() {
+    let (manager, _dir) = manager();
+    let mut web = service("web");
+    web.port_forwards.push(PortForward {
+        host_port: 80,
+        vm_port: 8080,
+        protocol: Protocol::Tcp,
+    });
+    let applied = manager
+        .apply(&plan(vec![web, service("db")]))
+        .await
+        .unwrap();
+    manager.remove_service("web").await.unwrap();
+
+    let links = manager.backend().links.lock().unwrap().clone();
+    assert!(!links.contains_key(&applied.services["web"].tap));
+    assert!(links.contains_key(&applied.services["db"].tap));
+    let ruleset = manager.backend().last_ruleset();
+    assert!(ruleset.rules("ip", "prerouting").is_empty());
+    let bridge = serde_json::to_string(&ruleset.rules("bridge", "forward")).unwrap();
+    assert!(bridge.contains(&applied.services["db"].tap), "{bridge}");
+    assert!(!bridge.contains(&applied.services["web"].tap), "{bridge}");
+}

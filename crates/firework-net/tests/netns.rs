@@ -8,7 +8,9 @@ mod common;
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
-use common::{Guest, NetNs, Server, fetch, fetch_with_retry, skip_unless_root};
+use common::{
+    Guest, NetNs, Server, UdpEchoServer, fetch, fetch_with_retry, query_udp, skip_unless_root,
+};
 use firework_net::{
     LinkKind, NetError, NetworkBackend, NetworkPlan, PortForward, Protocol, ServiceNetwork,
 };
@@ -346,7 +348,14 @@ fn topology(tag: &str) -> Topology {
 
 fn topology_plan(linked: bool) -> NetworkPlan {
     let mut web = service("web");
-    web.port_forwards = vec![forward(8080, 80)];
+    web.port_forwards = vec![
+        forward(8080, 80),
+        PortForward {
+            host_port: 5353,
+            vm_port: 53,
+            protocol: Protocol::Udp,
+        },
+    ];
     let mut other = service("other");
     if linked {
         other.links = vec!["web".into()];
@@ -437,4 +446,21 @@ fn tenants_cannot_reach_each_other() {
     assert_eq!(reply, format!("agent saw {}", net.other_address));
     let reply = fetch_with_retry(&net.other.ns, "169.254.169.254:7071", 5).unwrap();
     assert_eq!(reply, format!("metadata saw {}", net.other_address));
+}
+
+#[test]
+fn udp_port_forward_carries_datagrams() {
+    if skip_unless_root("udp_port_forward_carries_datagrams") {
+        return;
+    }
+    let net = topology("udp");
+    let _server = UdpEchoServer::start(&net.web.ns, "web", 53);
+    let reply = query_udp(&net.client, "10.99.0.1:5353", 5).unwrap();
+    assert_eq!(reply, "web saw 10.99.0.2");
+    // The TCP forward on the same guest does not carry UDP.
+    let tcp_only = query_udp(&net.client, "10.99.0.1:8080", 1);
+    assert!(
+        tcp_only.is_err(),
+        "UDP passed a TCP-only forward: {tcp_only:?}"
+    );
 }

@@ -8,7 +8,7 @@
 
 use std::fs::File;
 use std::io::{ErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
 use std::process::Command;
@@ -304,4 +304,67 @@ pub fn fetch_with_retry(ns: &NetNs, address: &str, attempts: u32) -> std::io::Re
         }
     }
     Err(last.unwrap())
+}
+
+/// A UDP server that replies to each datagram with `<name> saw <peer address>`.
+pub struct UdpEchoServer {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl UdpEchoServer {
+    pub fn start(ns: &NetNs, name: &str, port: u16) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let name = name.to_owned();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let thread_stop = stop.clone();
+        let thread = ns.spawn(move || {
+            let socket = UdpSocket::bind(("0.0.0.0", port)).unwrap();
+            socket
+                .set_read_timeout(Some(Duration::from_millis(100)))
+                .unwrap();
+            ready_tx.send(()).unwrap();
+            let mut buffer = [0u8; 512];
+            while !thread_stop.load(Ordering::Relaxed) {
+                if let Ok((_, peer)) = socket.recv_from(&mut buffer) {
+                    let reply = format!("{name} saw {}", peer.ip());
+                    let _ = socket.send_to(reply.as_bytes(), peer);
+                }
+            }
+        });
+        ready_rx.recv().unwrap();
+        Self {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for UdpEchoServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Sends a datagram from inside `ns` to `address` and returns the reply, retrying up
+/// to `attempts` times because UDP may lose the first datagram while neighbours resolve.
+pub fn query_udp(ns: &NetNs, address: &str, attempts: u32) -> std::io::Result<String> {
+    let address: SocketAddr = address.parse().unwrap();
+    ns.run(move || {
+        let socket = UdpSocket::bind("0.0.0.0:0")?;
+        socket.set_read_timeout(Some(Duration::from_secs(1)))?;
+        let mut buffer = [0u8; 512];
+        let mut last = None;
+        for _ in 0..attempts {
+            socket.send_to(b"ping", address)?;
+            match socket.recv_from(&mut buffer) {
+                Ok((len, _)) => return Ok(String::from_utf8_lossy(&buffer[..len]).into_owned()),
+                Err(err) => last = Some(err),
+            }
+        }
+        Err(last.unwrap())
+    })
 }
