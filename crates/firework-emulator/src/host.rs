@@ -61,7 +61,7 @@ pub struct TapHandle {
     pub _queue: Option<std::os::fd::OwnedFd>,
 }
 
-/// Why a TAP could not be attached.
+/// Reason a TAP could not be attached.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TapFailure {
     /// The name does not fit in `IFNAMSIZ`.

@@ -13,8 +13,8 @@ use crate::errno::musl_error_text;
 use crate::fault::FaultConfig;
 use crate::logger::{Logger, Thread};
 use crate::payload::{
-    BalloonBody, BootSourceBody, ConfigFile, DriveBody, EntropyBody, LoggerBody, MachineConfigBody,
-    MetricsBody, NetworkInterfaceBody, VsockBody,
+    BalloonBody, ConfigFile, DriveBody, EntropyBody, LoggerBody, MachineConfigBody, MetricsBody,
+    NetworkInterfaceBody, VsockBody,
 };
 use crate::server::{self, Shared};
 use crate::vmm::Vmm;
@@ -287,9 +287,8 @@ pub fn boot_from_config(vmm: &mut Vmm, text: &str) -> Result<(), String> {
     if let Some(machine) = config.machine_config {
         vmm.set_machine_config(from_value::<MachineConfigBody>(machine)?)?;
     }
-    vmm.set_boot_source(from_value::<BootSourceBody>(
-        serde_json::to_value(&config.boot_source).map_err(|error| error.to_string())?,
-    )?)?;
+
+    vmm.set_boot_source(config.boot_source)?;
     for drive in config.drives {
         vmm.put_drive(from_value::<DriveBody>(drive)?)?;
     }
@@ -308,6 +307,7 @@ pub fn boot_from_config(vmm: &mut Vmm, text: &str) -> Result<(), String> {
     if let Some(mmds_config) = config.mmds_config {
         vmm.set_mmds_config(mmds_config)?;
     }
+
     let unsupported = [
         ("pmem", !config.pmem.is_empty()),
         ("cpu-config", config.cpu_config.is_some()),

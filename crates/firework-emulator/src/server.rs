@@ -31,8 +31,17 @@ pub struct Shared {
 pub async fn serve(listener: UnixListener, shared: Shared) {
     let open = Arc::new(AtomicUsize::new(0));
     loop {
-        let Ok((mut stream, _)) = listener.accept().await else {
-            continue;
+        let mut stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(error) => {
+                shared.vmm.lock().await.logger.error(
+                    crate::logger::Thread::Api,
+                    &format!("Failed to accept an API connection: {error}"),
+                );
+                // Back off so a persistent error such as EMFILE does not spin the loop.
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                continue;
+            }
         };
         if open.load(Ordering::SeqCst) >= MAX_CONNECTIONS {
             let _ = stream.write_all(http::TOO_MANY_CONNECTIONS).await;

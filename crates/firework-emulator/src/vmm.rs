@@ -78,8 +78,8 @@ impl Default for MachineConfig {
 }
 
 impl MachineConfig {
-    /// The wire form: Firecracker's field order, `cpu_template` only when a static
-    /// template is set.
+    /// Returns the wire form, which has Firecracker's field order and carries
+    /// `cpu_template` only when a static template is set.
     pub fn wire(&self) -> MachineConfigWire {
         MachineConfigWire {
             vcpu_count: self.vcpu_count,
@@ -127,7 +127,7 @@ pub struct ApiCounters {
     pub failed_requests: u64,
 }
 
-/// What the server must do once the reply has been written.
+/// Follow-up action that the server carries out once the reply has been written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AfterReply {
     /// The VM has started: arm the injected crash, if any.
@@ -320,6 +320,7 @@ impl Vmm {
             }
             _ => return Err(invalid_block.into()),
         }
+
         if body.is_root_device
             && self
                 .drives
@@ -328,11 +329,13 @@ impl Vmm {
         {
             return Err("Drive config error: A root block device already exists!".into());
         }
+
         let path = body.path_on_host.clone().unwrap_or_default();
         let read_only = body.is_read_only.unwrap_or(false);
         let file = host::open_drive(&path, read_only).map_err(|error| {
             format!("Drive config error: Unable to create the virtio block device: Virtio backend error: Error manipulating the backing file: {error} {path}")
         })?;
+
         let drive = Drive {
             config: body,
             _file: Some(file),
@@ -408,6 +411,7 @@ impl Vmm {
                 "Network config error: MTU {mtu} is out of range [68, 65535]"
             ));
         }
+
         // Firecracker drops the interface being replaced first (swap-remove), so a failed
         // replacement leaves it unconfigured and a successful one moves it to the end.
         if let Some(index) = self
@@ -424,6 +428,7 @@ impl Vmm {
                 "Network config error: The MAC address is already in use: {mac}"
             ));
         }
+
         let tap = host::attach_tap(&body.host_dev_name).map_err(|failure| match failure {
             TapFailure::InvalidName => "Network config error: Could not create the network device: Open tap device failed: Invalid interface name".to_string(),
             TapFailure::OpenTunDevice(error) => format!(
@@ -551,8 +556,8 @@ impl Vmm {
         Ok(())
     }
 
-    /// The command line with Firecracker's boot-time additions: the root device, `pci=off`
-    /// and, on x86_64, one `virtio_mmio.device` entry per virtio device.
+    /// Builds the command line with Firecracker's boot-time additions: the root device,
+    /// `pci=off` and, on x86_64, one `virtio_mmio.device` entry per virtio device.
     ///
     /// NOTE: the MMIO addresses and IRQs follow Firecracker's allocation order but are not
     /// guaranteed to match it byte for byte, so the length check is close, not exact.

@@ -4,7 +4,7 @@
 //! `additionalProperties` where the file sets it.
 //!
 //! The OpenAPI file is read in place from the shared reference folder next to the
-//! repository; the test prints a skip reason when that folder is absent.
+//! repository. When that folder is absent, the test prints a skip reason and returns.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 

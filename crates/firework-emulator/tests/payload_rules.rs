@@ -482,11 +482,11 @@ fn balloon_larger_than_memory() {
 #[test]
 fn vsock_path_must_be_free() {
     let emulator = Emulator::start(&[]);
-    let taken = emulator.file("vsock.sock", b"");
+    let occupied = emulator.file("vsock.sock", b"");
     emulator.expect_fault(
         "PUT",
         "/vsock",
-        Some(&format!(r#"{{"guest_cid":3,"uds_path":"{taken}"}}"#)),
+        Some(&format!(r#"{{"guest_cid":3,"uds_path":"{occupied}"}}"#)),
         "Vsock config error: Cannot create backend for vsock device: Error binding to the host-side Unix socket: Address in use (os error 98)",
     );
 }

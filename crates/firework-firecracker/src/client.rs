@@ -17,7 +17,7 @@ use crate::models::{
 
 /// Timeout of one request when none is set with [`FirecrackerClient::with_timeout`].
 ///
-/// Firecracker answers configuration requests in milliseconds; its own test framework
+/// Firecracker replies to configuration requests within milliseconds, and its own test framework
 /// fails any call slower than 700 ms. This default leaves room for a loaded host.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 

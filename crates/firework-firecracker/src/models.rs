@@ -39,7 +39,7 @@ pub struct MachineConfig {
 }
 
 impl MachineConfig {
-    /// A configuration with only the two required fields set.
+    /// Creates a configuration with only the two required fields set.
     pub fn new(vcpu_count: u8, mem_size_mib: u64) -> MachineConfig {
         MachineConfig {
             vcpu_count,
@@ -94,7 +94,7 @@ pub struct Drive {
 }
 
 impl Drive {
-    /// A virtio-block drive backed by a host file.
+    /// Creates a virtio-block drive backed by a host file.
     pub fn from_file(
         drive_id: &str,
         path_on_host: &str,
