@@ -439,3 +439,38 @@ async fn git_without_token_is_denied() {
     );
     assert!(seen.lock().unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn git_restart_reuses_existing_clone() {
+    let server = GitServer::start();
+    server.commit(&[("nodes/a.yaml", Some(&node_yaml("a", "web")))]);
+    let state = tempfile::tempdir().unwrap();
+    let wanted = labels(&["a"]);
+    let first = GitStore::new(settings(&server.url(), state.path())).unwrap();
+    first.fetch(&wanted).await.remove(0).unwrap();
+    let marker = state.path().join("config-repo/firework-test-marker");
+    std::fs::write(&marker, "kept").unwrap();
+    drop(first);
+
+    let head = server.commit(&[("nodes/a.yaml", Some(&node_yaml("a", "api")))]);
+    let restarted = GitStore::new(settings(&server.url(), state.path())).unwrap();
+    let entry = restarted.fetch(&wanted).await.remove(0).unwrap();
+    assert_eq!(entry.revision.as_str(), head);
+    assert!(
+        marker.exists(),
+        "the clone was replaced instead of fetched into"
+    );
+}
+
+#[tokio::test]
+async fn git_replaces_unreadable_clone() {
+    let server = GitServer::start();
+    let head = server.commit(&[("nodes/a.yaml", Some(&node_yaml("a", "web")))]);
+    let state = tempfile::tempdir().unwrap();
+    let clone = state.path().join("config-repo");
+    std::fs::create_dir_all(&clone).unwrap();
+    std::fs::write(clone.join("HEAD"), "garbage").unwrap();
+    let store = GitStore::new(settings(&server.url(), state.path())).unwrap();
+    let entry = store.fetch(&labels(&["a"])).await.remove(0).unwrap();
+    assert_eq!(entry.revision.as_str(), head);
+}
