@@ -188,6 +188,7 @@ mod tests {
         assert_eq!(get(&plan, "B"), Some(OsStr::new("image")));
         assert_eq!(get(&plan, "USER"), Some(OsStr::new("app")));
         assert_eq!(get(&plan, "HOME"), Some(OsStr::new("/home/app")));
+
         assert_eq!(plan.user_spec.as_deref(), Some("app:staff"));
         let user = plan.user.clone().unwrap();
         assert_eq!((user.uid, user.gid), (1000, 50));

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-/// Upper bound for one guest run; a run normally takes well under a second, or about the
+/// Upper bound for one guest run. A run normally takes well under a second, or about the
 /// 5 s grace period when a process ignores SIGTERM.
 const RUN_DEADLINE: Duration = Duration::from_secs(60);
 
@@ -176,7 +176,7 @@ impl Finished {
 }
 
 impl Running {
-    /// The host pid of the namespace's PID 1: the only child of `unshare`.
+    /// Finds the host pid of the namespace's PID 1, the only child of `unshare`.
     fn init_pid(&self) -> Pid {
         let parent = self.child.id().to_string();
         let deadline = Instant::now() + RUN_DEADLINE;
