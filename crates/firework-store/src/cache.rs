@@ -39,7 +39,7 @@ impl DesiredState {
 pub struct StaleState<'a> {
     /// The state still in force, `None` when no read has ever succeeded.
     pub last_good: Option<&'a DesiredState>,
-    /// Why the read failed, one error per failed label with its backend and cause.
+    /// The errors of the read, one per failed label, each with its backend and cause.
     pub errors: Vec<StoreError>,
 }
 

@@ -18,7 +18,7 @@ use crate::object::map_error;
 /// How many records are read at the same time when listing an object store registry.
 const READ_CONCURRENCY: usize = 16;
 
-/// Where registry records live.
+/// The location of registry records.
 #[derive(Debug, Clone)]
 enum Location {
     Local(PathBuf),

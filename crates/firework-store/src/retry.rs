@@ -104,9 +104,11 @@ mod tests {
         };
         for _ in 0..100 {
             let first = backoff.delay(0);
-            assert!(first >= Duration::from_millis(50) && first <= Duration::from_millis(100));
+            assert!(first >= Duration::from_millis(50), "{first:?}");
+            assert!(first <= Duration::from_millis(100), "{first:?}");
             let capped = backoff.delay(10);
-            assert!(capped >= Duration::from_millis(150) && capped <= Duration::from_millis(300));
+            assert!(capped >= Duration::from_millis(150), "{capped:?}");
+            assert!(capped <= Duration::from_millis(300), "{capped:?}");
         }
     }
 

@@ -339,23 +339,22 @@ async fn git_file_url_and_local_path() {
 }
 
 #[tokio::test]
-async fn git_missing_repository_is_an_error() {
+async fn git_missing_repository_is_not_found() {
     let server = GitServer::start();
     let state = tempfile::tempdir().unwrap();
     let url = server.url().replace("config.git", "absent.git");
-    let mut settings = settings(&url, state.path());
-    settings.backoff.attempts = 1;
-    let store = GitStore::new(settings).unwrap();
+    let store = GitStore::new(settings(&url, state.path())).unwrap();
     let error = store.fetch(&labels(&["a"])).await.remove(0).unwrap_err();
-    // git daemon answers "access denied or repository not exported" for both cases.
-    assert!(
-        matches!(
-            error.kind,
-            StoreErrorKind::NotFound | StoreErrorKind::Denied
-        ),
-        "{:?}: {}",
+    assert_eq!(
         error.kind,
+        StoreErrorKind::NotFound,
+        "{}",
         error_chain(&error)
+    );
+    assert_eq!(
+        store.fetch_count(),
+        1,
+        "a missing repository is not retried"
     );
 }
 

@@ -128,6 +128,7 @@ pub(super) fn fetch_branch(
     interrupt: &AtomicBool,
 ) -> Result<ObjectId, GitFailure> {
     let repo = open_or_init(dir)?;
+
     let refspec = format!("+refs/heads/{branch}:refs/remotes/origin/{branch}");
     let remote = repo
         .remote_at(url)
@@ -143,6 +144,7 @@ pub(super) fn fetch_branch(
     let connection = remote
         .connect(gix::remote::Direction::Fetch)
         .map_err(|e| GitFailure::from_gix("failed to connect", &e))?;
+
     let token = token.cloned();
     // Credentials come only from the token. Without one, the credential helpers and prompts of
     // the host's Git configuration are skipped, so a daemon never blocks on a password prompt.
@@ -162,6 +164,7 @@ pub(super) fn fetch_branch(
     let prepare = connection
         .prepare_fetch(gix::progress::Discard, Default::default())
         .map_err(|e| GitFailure::from_gix("failed to list remote references", &e))?;
+
     let wanted = format!("refs/heads/{branch}");
     let remote_tip = prepare
         .ref_map()

@@ -36,7 +36,7 @@ pub struct GitSettings {
     pub url: String,
     /// The branch that contains `nodes/`.
     pub branch: String,
-    /// Where the bare clone is kept between fetches.
+    /// The directory of the bare clone, kept between fetches.
     pub clone_dir: PathBuf,
     /// The host that receives `GITHUB_TOKEN`.
     pub github_host: String,
