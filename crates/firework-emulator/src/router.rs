@@ -338,3 +338,134 @@ fn mmds_reply(result: Result<(), (u16, String)>) -> Reply {
         after: None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fault::FaultConfig;
+    use crate::logger::{Level, Logger};
+
+    fn vmm() -> Vmm {
+        let mut logger = Logger::new("unit");
+        logger.set_level(Level::Off);
+        Vmm::new("unit", logger, FaultConfig::default())
+    }
+
+    fn send(vmm: &mut Vmm, method: Method, uri: &str, body: Option<&str>) -> Reply {
+        vmm.handle(&Request::new(method, uri, body))
+    }
+
+    #[test]
+    fn start_moves_to_running() {
+        let dir = tempfile::tempdir().unwrap();
+        let kernel = dir.path().join("vmlinux");
+        std::fs::write(&kernel, b"\x7fELF").unwrap();
+        let mut vmm = vmm();
+        let body = format!(r#"{{"kernel_image_path":"{}"}}"#, kernel.display());
+        let reply = send(&mut vmm, Method::Put, "/boot-source", Some(&body));
+        assert_eq!(reply.response.status, 204);
+
+        let reply = send(
+            &mut vmm,
+            Method::Put,
+            "/actions",
+            Some(r#"{"action_type":"InstanceStart"}"#),
+        );
+        assert_eq!(reply.response.status, 204);
+        assert_eq!(reply.after, Some(AfterReply::Started));
+        assert_eq!(vmm.state(), crate::vmm::InstanceState::Running);
+
+        let reply = send(
+            &mut vmm,
+            Method::Put,
+            "/actions",
+            Some(r#"{"action_type":"SendCtrlAltDel"}"#),
+        );
+        assert_eq!(reply.after, Some(AfterReply::Exit(0)));
+    }
+
+    #[test]
+    fn paused_guest_ignores_ctrl_alt_del() {
+        let dir = tempfile::tempdir().unwrap();
+        let kernel = dir.path().join("vmlinux");
+        std::fs::write(&kernel, b"\x7fELF").unwrap();
+        let mut vmm = vmm();
+        let body = format!(r#"{{"kernel_image_path":"{}"}}"#, kernel.display());
+        send(&mut vmm, Method::Put, "/boot-source", Some(&body));
+        send(
+            &mut vmm,
+            Method::Put,
+            "/actions",
+            Some(r#"{"action_type":"InstanceStart"}"#),
+        );
+        send(
+            &mut vmm,
+            Method::Patch,
+            "/vm",
+            Some(r#"{"state":"Paused"}"#),
+        );
+        let reply = send(
+            &mut vmm,
+            Method::Put,
+            "/actions",
+            Some(r#"{"action_type":"SendCtrlAltDel"}"#),
+        );
+        assert_eq!(reply.response.status, 204);
+        assert_eq!(reply.after, None);
+    }
+
+    #[test]
+    fn checked_id_rules() {
+        assert_eq!(checked_id(Some("root_fs1")), Ok("root_fs1"));
+        assert_eq!(checked_id(Some("rootfs")), Ok("rootfs"));
+        assert_eq!(checked_id(Some("")), Err("The ID cannot be empty.".into()));
+        assert_eq!(checked_id(None), Err("The ID cannot be empty.".into()));
+        assert_eq!(
+            checked_id(Some("root-fs")),
+            Err(
+                "API Resource IDs can only contain alphanumeric characters and underscores.".into()
+            )
+        );
+    }
+
+    #[test]
+    fn unsupported_endpoint_named() {
+        let mut vmm = vmm();
+        let reply = send(&mut vmm, Method::Put, "/snapshot/load", Some("{}"));
+        assert_eq!(
+            reply.response.fault_message().as_deref(),
+            Some("The emulator does not implement PUT /snapshot/load.")
+        );
+    }
+
+    #[test]
+    fn failed_request_counted() {
+        let mut vmm = vmm();
+        send(&mut vmm, Method::Put, "/machine-config", Some("{}"));
+        send(&mut vmm, Method::Get, "/", None);
+        assert_eq!(vmm.counters.put_requests, 1);
+        assert_eq!(vmm.counters.get_requests, 1);
+        assert_eq!(vmm.counters.failed_requests, 1);
+    }
+
+    #[test]
+    fn config_file_boot_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let kernel = dir.path().join("vmlinux");
+        std::fs::write(&kernel, b"\x7fELF").unwrap();
+        let mut vmm = vmm();
+        let config = format!(
+            r#"{{"boot-source":{{"kernel_image_path":"{}"}},"machine-config":{{"vcpu_count":4,"mem_size_mib":512}}}}"#,
+            kernel.display()
+        );
+        crate::process::boot_from_config(&mut vmm, &config).unwrap();
+        assert_eq!(vmm.state(), crate::vmm::InstanceState::Running);
+        assert_eq!(vmm.machine.vcpu_count, 4);
+        let error = crate::process::boot_from_config(
+            &mut self::vmm(),
+            r#"{"boot-source":{"kernel_image_path":"/k"},"bogus":1}"#,
+        )
+        .unwrap_err();
+        assert!(error.starts_with("unknown field `bogus`"), "{error}");
+    }
+}

@@ -490,3 +490,15 @@ fn vsock_path_must_be_free() {
         "Vsock config error: Cannot create backend for vsock device: Error binding to the host-side Unix socket: Address in use (os error 98)",
     );
 }
+
+#[test]
+fn drive_path_directory_rejected() {
+    let emulator = Emulator::start(&[]);
+    let dir = emulator.dir.path().display().to_string();
+    emulator.expect_fault(
+        "PUT",
+        "/drives/rootfs",
+        Some(&format!(r#"{{"drive_id":"rootfs","path_on_host":"{dir}","is_root_device":true}}"#)),
+        &format!("Drive config error: Unable to create the virtio block device: Virtio backend error: Error manipulating the backing file: Is a directory (os error 21) {dir}"),
+    );
+}
