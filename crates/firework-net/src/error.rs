@@ -16,9 +16,10 @@ pub enum NetError {
     #[error("invalid service name {name:?}: {reason}")]
     InvalidServiceName { name: String, reason: &'static str },
     /// A TAP, bridge or output interface name is not a valid Linux interface name.
-    #[error("invalid interface name for service {service:?}")]
+    #[error("{setting} is not a valid interface name")]
     InvalidInterfaceName {
-        service: String,
+        /// The setting with the name, e.g. `vm_bridge` or `the TAP name of service "api"`.
+        setting: String,
         #[source]
         source: firework_sys::tun::TunError,
     },
@@ -65,6 +66,9 @@ pub enum NetError {
         "interface {name:?} recorded as a Firework TAP is no longer a TAP device; it is left alone"
     )]
     NotATap { name: String },
+    /// An interface that the operation needs does not exist.
+    #[error("interface {name:?} not found")]
+    LinkNotFound { name: String },
     /// A netlink request failed.
     #[error("netlink {operation} failed for interface {interface:?}")]
     Netlink {

@@ -202,11 +202,9 @@ impl NetworkBackend for LinuxBackend {
 
     async fn add_address(&self, name: &str, address: Ipv4Net) -> Result<(), NetError> {
         let Some(index) = self.index(name).await? else {
-            return Err(netlink_error(
-                "add address",
-                name,
-                rtnetlink::Error::RequestFailed,
-            ));
+            return Err(NetError::LinkNotFound {
+                name: name.to_owned(),
+            });
         };
         let result = self
             .handle
@@ -236,20 +234,16 @@ impl NetworkBackend for LinuxBackend {
         mtu: Option<u32>,
     ) -> Result<(), NetError> {
         let Some(index) = self.index(name).await? else {
-            return Err(netlink_error(
-                "set link",
-                name,
-                rtnetlink::Error::RequestFailed,
-            ));
+            return Err(NetError::LinkNotFound {
+                name: name.to_owned(),
+            });
         };
         let mut builder = LinkUnspec::new_with_index(index).up();
         if let Some(bridge) = bridge {
             let Some(bridge_index) = self.index(bridge).await? else {
-                return Err(netlink_error(
-                    "set link",
-                    bridge,
-                    rtnetlink::Error::RequestFailed,
-                ));
+                return Err(NetError::LinkNotFound {
+                    name: bridge.to_owned(),
+                });
             };
             builder = builder.controller(bridge_index);
         }

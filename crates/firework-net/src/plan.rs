@@ -89,12 +89,12 @@ impl NetworkPlan {
     /// Checks the plan for inconsistencies that no kernel state can fix.
     pub fn validate(&self) -> Result<(), NetError> {
         validate_interface_name(&self.bridge).map_err(|source| NetError::InvalidInterfaceName {
-            service: format!("(bridge {})", self.bridge),
+            setting: "vm_bridge".to_owned(),
             source,
         })?;
         if let Some(out) = &self.out_interface {
             validate_interface_name(out).map_err(|source| NetError::InvalidInterfaceName {
-                service: format!("(out_interface {out})"),
+                setting: "out_interface".to_owned(),
                 source,
             })?;
         }
@@ -127,7 +127,7 @@ impl NetworkPlan {
             }
             if let Some(tap) = &service.tap_name {
                 validate_interface_name(tap).map_err(|source| NetError::InvalidInterfaceName {
-                    service: service.name.clone(),
+                    setting: format!("the TAP name of service {:?}", service.name),
                     source,
                 })?;
                 if tap == &self.bridge || Some(tap) == self.out_interface.as_ref() {

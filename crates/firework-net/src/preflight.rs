@@ -255,6 +255,40 @@ mod tests {
     }
 
     #[test]
+    fn preflight_lists_every_check_in_order() {
+        let config = PreflightConfig {
+            firecracker_binary: PathBuf::from("/nonexistent/firecracker"),
+            bridge: None,
+            network_setup: true,
+        };
+        let names: Vec<&str> = preflight(&config).iter().map(|c| c.name).collect();
+        assert_eq!(
+            names,
+            ["ip_forward", "nft", "bridge", "tun", "kvm", "firecracker"]
+        );
+        let without_network = PreflightConfig {
+            network_setup: false,
+            ..config
+        };
+        let names: Vec<&str> = preflight(&without_network).iter().map(|c| c.name).collect();
+        assert_eq!(names, ["tun", "kvm", "firecracker"]);
+    }
+
+    #[test]
+    fn installed_nft_passes() {
+        if Command::new("nft").arg("--version").output().is_err() {
+            if std::env::var("CI").as_deref() == Ok("true") {
+                panic!("nft is missing; run .ci/setup-net.sh");
+            }
+            eprintln!("skipping installed_nft_passes: nft is missing (run .ci/setup-net.sh)");
+            return;
+        }
+        let check = check_nft("nft");
+        assert_eq!(check.status, CheckStatus::Pass, "{check:?}");
+        assert!(check.detail.starts_with("nftables v"), "{}", check.detail);
+    }
+
+    #[test]
     fn missing_device_fails() {
         let check = check_device("kvm", Path::new("/nonexistent/kvm"), "modprobe kvm");
         assert_eq!(check.status, CheckStatus::Fail);

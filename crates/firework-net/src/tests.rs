@@ -354,6 +354,15 @@ async fn invalid_plans_are_rejected_before_any_change() {
         matches!(err, NetError::InvalidInterfaceName { .. }),
         "{err:?}"
     );
+    assert_eq!(
+        err.to_string(),
+        "the TAP name of service \"a\" is not a valid interface name"
+    );
+    let source = std::error::Error::source(&err).unwrap().to_string();
+    assert_eq!(
+        source,
+        "invalid interface name \"this-name-is-too-long\": name is longer than 15 bytes"
+    );
     assert!(manager.backend().take_calls().is_empty());
 }
 
