@@ -198,7 +198,7 @@ async fn serve_instance(options: RunOptions, vmm: Vmm, max_payload: usize) -> i3
                     "Successfully started microvm that was configured from one single json",
                 );
                 drop(guard);
-                server::arm_crash(&shared).await;
+                server::on_started(&shared).await;
             }
             Err(message) => {
                 guard.logger.error(

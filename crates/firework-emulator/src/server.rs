@@ -125,7 +125,7 @@ async fn handle_connection(mut stream: UnixStream, shared: &Shared) {
         let _ = stream.flush().await;
 
         match reply.after {
-            Some(AfterReply::Started) => arm_crash(shared).await,
+            Some(AfterReply::Started) => on_started(shared).await,
             Some(AfterReply::Exit(code)) => {
                 let _ = shared.exit.send(code);
             }
@@ -134,8 +134,36 @@ async fn handle_connection(mut stream: UnixStream, shared: &Shared) {
     }
 }
 
+/// Interval of Firecracker's periodic metrics flush while the VM runs.
+pub const METRICS_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Starts the work that follows a successful boot: the periodic metrics flush and the
+/// injected crash timer, if one is set.
+pub async fn on_started(shared: &Shared) {
+    start_periodic_metrics(shared);
+    arm_crash(shared).await;
+}
+
+/// Writes a metrics line every 60 s, as Firecracker does, except while the VM is paused
+/// because Firecracker's event loop is frozen then.
+pub fn start_periodic_metrics(shared: &Shared) -> tokio::task::JoinHandle<()> {
+    let vmm = Arc::clone(&shared.vmm);
+    tokio::spawn(async move {
+        let mut interval = tokio::time::interval(METRICS_INTERVAL);
+        // The first tick fires at once, and the boot itself already flushed.
+        interval.tick().await;
+        loop {
+            interval.tick().await;
+            let mut vmm = vmm.lock().await;
+            if vmm.state() == crate::vmm::InstanceState::Running {
+                vmm.flush_metrics();
+            }
+        }
+    })
+}
+
 /// Starts the injected crash timer after a successful `InstanceStart`, if one is set.
-pub async fn arm_crash(shared: &Shared) {
+async fn arm_crash(shared: &Shared) {
     let crash = shared.vmm.lock().await.faults.crash_after_start;
     let Some((delay, mode)) = crash else {
         return;
@@ -208,5 +236,41 @@ impl SignalWatcher {
             Some(pair) => pair,
             None => std::future::pending().await,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fault::FaultConfig;
+    use crate::logger::{Level, Logger};
+
+    #[tokio::test(start_paused = true)]
+    async fn metrics_flushed_every_minute_while_running() {
+        let dir = tempfile::tempdir().unwrap();
+        let metrics = dir.path().join("metrics");
+        let mut logger = Logger::new("unit");
+        logger.set_level(Level::Off);
+        let mut vmm = Vmm::new("unit", logger, FaultConfig::default());
+        vmm.open_metrics(&metrics).unwrap();
+        vmm.state = crate::vmm::InstanceState::Running;
+        let (exit, _exit_rx) = mpsc::unbounded_channel();
+        let shared = Shared {
+            vmm: Arc::new(Mutex::new(vmm)),
+            max_payload: 1024,
+            exit,
+        };
+        let lines = || std::fs::read_to_string(&metrics).unwrap().lines().count();
+
+        let task = start_periodic_metrics(&shared);
+        tokio::time::sleep(METRICS_INTERVAL / 2).await;
+        assert_eq!(lines(), 0);
+        tokio::time::sleep(METRICS_INTERVAL).await;
+        assert_eq!(lines(), 1);
+
+        shared.vmm.lock().await.state = crate::vmm::InstanceState::Paused;
+        tokio::time::sleep(METRICS_INTERVAL * 2).await;
+        assert_eq!(lines(), 1, "no periodic flush while paused");
+        task.abort();
     }
 }
