@@ -175,6 +175,16 @@ async fn git_fetch_times_out_on_silent_server() {
         "{}",
         error_chain(&error)
     );
+
+    // The first fetch is still blocked reading, so no second one is started.
+    let error = store.fetch(&labels(&["a"])).await.remove(0).unwrap_err();
+    assert_eq!(error.kind, StoreErrorKind::Unreachable);
+    assert!(
+        error_chain(&error).contains("the previous fetch has not finished yet"),
+        "{}",
+        error_chain(&error)
+    );
+    assert_eq!(store.fetch_count(), 1);
     drop(listener);
 }
 

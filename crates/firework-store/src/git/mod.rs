@@ -92,6 +92,8 @@ pub struct GitStore {
     /// finishes before the next one touches the clone.
     clone_lock: Arc<StdMutex<()>>,
     fetches: AtomicU64,
+    /// True while a blocking fetch runs, including one that outlived its timeout.
+    fetch_in_flight: Arc<AtomicBool>,
     last_index: StdMutex<Option<IndexSnapshot>>,
 }
 
@@ -135,6 +137,7 @@ impl GitStore {
             state: tokio::sync::Mutex::new(SyncState::default()),
             clone_lock: Arc::new(StdMutex::new(())),
             fetches: AtomicU64::new(0),
+            fetch_in_flight: Arc::new(AtomicBool::new(false)),
             last_index: StdMutex::new(None),
         })
     }
@@ -183,10 +186,26 @@ impl GitStore {
     }
 
     async fn fetch_once(&self) -> Result<ObjectId, StoreError> {
+        // A fetch stuck in a network read holds its thread until the connection fails. Starting
+        // no second one keeps a hung remote from using up the blocking thread pool.
+        if self
+            .fetch_in_flight
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            return Err(self.error(
+                Subject::Store,
+                GitFailure {
+                    kind: StoreErrorKind::Unreachable,
+                    message: "the previous fetch has not finished yet".to_owned(),
+                },
+            ));
+        }
         self.fetches.fetch_add(1, Ordering::Relaxed);
         let interrupt = Arc::new(AtomicBool::new(false));
         let task = {
             let interrupt = Arc::clone(&interrupt);
+            let in_flight = InFlight(Arc::clone(&self.fetch_in_flight));
             let lock = Arc::clone(&self.clone_lock);
             let dir = self.settings.clone_dir.clone();
             let url = self.settings.url.clone();
@@ -194,6 +213,7 @@ impl GitStore {
             let token = self.settings.token.clone();
             let depth = self.settings.depth;
             tokio::task::spawn_blocking(move || {
+                let _in_flight = in_flight;
                 let _guard = lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
                 fetch::fetch_branch(&dir, &url, &branch, token.as_ref(), depth, &interrupt)
             })
@@ -396,6 +416,15 @@ impl GitStore {
             *last = Some(snapshot.clone());
         }
         Ok(snapshot)
+    }
+}
+
+/// Clears the in-flight flag when the blocking fetch ends, also by panic.
+struct InFlight(Arc<AtomicBool>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
     }
 }
 
