@@ -1,0 +1,759 @@
+//! One agent and its tick: fetch, merge, assign networking, resolve links and environment,
+//! sync images, check capacity, plan, apply, sync routes, publish the heartbeat, update the
+//! status.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use firework_model::agent::AgentConfig;
+use firework_model::registry::{NodeRecord, Resources};
+use firework_net::{AppliedNetwork, NetworkPlan, PortForward, Protocol, ServiceNetwork};
+use firework_store::{ConfigStore, DesiredState, DesiredStateCache, NodeRegistry, error_chain};
+use firework_vmm::RecordState;
+use ipnet::Ipv4Net;
+use serde::Serialize;
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tracing::{Instrument, debug, error, info, info_span, warn};
+
+use crate::capacity::{CapacityReader, CapacitySource};
+use crate::desired::{
+    BuildContext, LabeledService, build_desired, explicit_empty_labels, merge_labels,
+};
+use crate::driver::{NetDriver, VmDriver};
+use crate::error::TickError;
+use crate::executor::{ApplyReport, Executor, ExecutorSettings, default_parallelism};
+use crate::hooks::{HealthGate, ImageSync, LocalImages, NoRoutes, RouteSync, RunningIsReady};
+use crate::intent::IntentStore;
+use crate::plan::{ActionKind, Budget, HeldAction, Plan, fit_capacity, guard_deletes, plan};
+use crate::spec::{ActualVm, DesiredVm};
+use crate::status::{LabelStatus, ServiceStatus, SharedStatus, Status, TickStatus};
+
+/// The first retry of a failed service waits this long; each further failure doubles it.
+pub const RETRY_BASE: Duration = Duration::from_secs(1);
+/// The longest wait between retries of a failed service.
+pub const RETRY_MAX: Duration = Duration::from_secs(300);
+
+/// Host network settings of the agent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkSettings {
+    /// The bridge every TAP joins.
+    pub bridge: String,
+    /// The guest subnet.
+    pub subnet: Ipv4Net,
+    /// The bridge address and guest gateway.
+    pub gateway: Ipv4Addr,
+    /// The interface guest traffic leaves through.
+    pub out_interface: Option<String>,
+    /// Whether guests are isolated from each other.
+    pub isolation: bool,
+    /// The agent API port, closed to guests under isolation.
+    pub agent_api_port: Option<u16>,
+}
+
+/// Settings of an [`Agent`], derived from the agent config.
+#[derive(Debug, Clone)]
+pub struct AgentSettings {
+    /// The node's registry identity.
+    pub node: String,
+    /// The labels whose node configs the agent merges.
+    pub labels: Vec<String>,
+    /// The node's private address, published in the heartbeat.
+    pub host_ip: Option<IpAddr>,
+    /// Guest networking, `None` without `vm_subnet`.
+    pub network: Option<NetworkSettings>,
+    /// Whether creates are checked against host capacity.
+    pub capacity_check: bool,
+    /// CPU and memory kept for the host.
+    pub reserved: Resources,
+    /// Parallelism and update strategy.
+    pub executor: ExecutorSettings,
+    /// Deletes that remove at least this share of the running VMs at once need an
+    /// explicit `services: []`; 1.0 guards against deleting all of them.
+    pub max_delete_share: f64,
+    /// The agent's state directory.
+    pub state_dir: PathBuf,
+}
+
+impl AgentSettings {
+    /// Settings from an agent config.
+    pub fn from_config(config: &AgentConfig) -> AgentSettings {
+        let api_port = config
+            .api_listen_addr
+            .rsplit(':')
+            .next()
+            .and_then(|port| port.parse().ok());
+        AgentSettings {
+            node: config.node_id.clone(),
+            labels: config.node_names.clone(),
+            host_ip: config.host_ip,
+            network: config.vm_subnet.map(|subnet| NetworkSettings {
+                bridge: config.vm_bridge.clone(),
+                subnet,
+                gateway: config.vm_gateway,
+                out_interface: Some(config.out_interface.clone()).filter(|name| !name.is_empty()),
+                isolation: config.network_isolation,
+                agent_api_port: api_port,
+            }),
+            capacity_check: config.enable_capacity_check,
+            reserved: Resources {
+                vcpus: config.reserved_vcpus,
+                memory_mb: config.reserved_memory_mb,
+            },
+            executor: ExecutorSettings {
+                parallelism: default_parallelism(),
+                strategy: config.update_strategy,
+                update_delay: config.update_delay.0,
+            },
+            max_delete_share: 1.0,
+            state_dir: config.state_dir.clone(),
+        }
+    }
+}
+
+/// The pieces an agent works with.
+#[derive(Debug)]
+pub struct AgentParts {
+    /// The config store.
+    pub store: Arc<dyn ConfigStore>,
+    /// The node registry, when the store has one.
+    pub registry: Option<NodeRegistry>,
+    /// The VM runtime.
+    pub vms: Arc<dyn VmDriver>,
+    /// The network driver, `None` without guest networking.
+    pub net: Option<Arc<dyn NetDriver>>,
+    /// Host capacity.
+    pub capacity: Box<dyn CapacitySource>,
+    /// The image sync step.
+    pub images: Box<dyn ImageSync>,
+    /// The route sync step.
+    pub routes: Box<dyn RouteSync>,
+    /// The rolling-update gate.
+    pub gate: Box<dyn HealthGate>,
+}
+
+impl AgentParts {
+    /// Parts with the default image, route and gate steps and `/proc` capacity.
+    pub fn new(
+        store: Arc<dyn ConfigStore>,
+        registry: Option<NodeRegistry>,
+        vms: Arc<dyn VmDriver>,
+        net: Option<Arc<dyn NetDriver>>,
+    ) -> AgentParts {
+        AgentParts {
+            store,
+            registry,
+            vms,
+            net,
+            capacity: Box::new(crate::capacity::ProcCapacity::default()),
+            images: Box::new(LocalImages),
+            routes: Box::new(NoRoutes),
+            gate: Box::new(RunningIsReady),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Failure {
+    attempts: u32,
+    retry_at: Instant,
+    error: String,
+}
+
+/// What one tick saw and did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct TickReport {
+    /// The plan after the guard rails and the retry backoff.
+    pub plan: Plan,
+    /// Actions held back, with the reason.
+    pub held: Vec<HeldAction>,
+    /// Services whose desired VM could not be built, with the error.
+    pub spec_errors: Vec<(String, String)>,
+    /// What the apply did; empty for a dry run.
+    pub apply: ApplyReport,
+    /// The tick-level error: the tick changed nothing, or read a stale store.
+    pub error: Option<String>,
+}
+
+/// One node's agent.
+#[derive(Debug)]
+pub struct Agent {
+    settings: AgentSettings,
+    parts: AgentParts,
+    cache: DesiredStateCache,
+    intents: IntentStore,
+    capacity: CapacityReader,
+    failures: BTreeMap<String, Failure>,
+    status: SharedStatus,
+    shutdown: watch::Receiver<bool>,
+}
+
+impl Agent {
+    /// Builds an agent. `shutdown` turns true when the agent should stop starting actions.
+    pub fn new(
+        settings: AgentSettings,
+        mut parts: AgentParts,
+        shutdown: watch::Receiver<bool>,
+    ) -> Result<Agent, crate::error::AgentError> {
+        let intents = IntentStore::open(&settings.state_dir)?;
+        let status = Arc::new(std::sync::RwLock::new(Status::new(
+            &settings.node,
+            &settings.labels,
+        )));
+        let backend = parts.store.backend();
+        let capacity = std::mem::replace(
+            &mut parts.capacity,
+            Box::new(crate::capacity::ProcCapacity::default()),
+        );
+        Ok(Agent {
+            settings,
+            parts,
+            cache: DesiredStateCache::new(backend),
+            intents,
+            capacity: CapacityReader::new(capacity),
+            failures: BTreeMap::new(),
+            status,
+            shutdown,
+        })
+    }
+
+    /// The status shared with the API.
+    pub fn status(&self) -> SharedStatus {
+        Arc::clone(&self.status)
+    }
+
+    /// The agent's settings.
+    pub fn settings(&self) -> &AgentSettings {
+        &self.settings
+    }
+
+    /// Returns the earliest time a failed service is due for a retry.
+    pub fn next_retry(&self) -> Option<Instant> {
+        self.failures.values().map(|failure| failure.retry_at).min()
+    }
+
+    /// Runs one tick. With `dry_run` the tick stops after planning and changes nothing.
+    pub async fn tick(&mut self, trigger: &str, dry_run: bool) -> TickReport {
+        let started = Instant::now();
+        let started_at = jiff::Timestamp::now().to_string();
+        let span = info_span!("tick", node = %self.settings.node, trigger);
+        let mut report = self.run_tick(dry_run).instrument(span).await;
+        if !dry_run {
+            self.update_status(&mut report, started, started_at, trigger)
+                .await;
+        }
+        report
+    }
+
+    async fn run_tick(&mut self, dry_run: bool) -> TickReport {
+        let mut report = TickReport::default();
+
+        // Fetch every label; on failure the last good state stays in force.
+        let labels = self.settings.labels.clone();
+        let results = self.parts.store.fetch(&labels).await;
+        let state: DesiredState = match self.cache.apply_fetch(&labels, results) {
+            Ok(state) => state.clone(),
+            Err(stale) => {
+                let message = stale
+                    .errors
+                    .iter()
+                    .map(|e| error_chain(e))
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                report.error = Some(format!("store read failed: {message}"));
+                match stale.last_good {
+                    Some(state) => {
+                        warn!(error = %message, "store read failed; reconciling against the last good state");
+                        state.clone()
+                    }
+                    None => {
+                        let error = TickError::NoDesiredState {
+                            errors: stale.errors.len(),
+                        };
+                        error!(error = %error, cause = %message, "tick skipped");
+                        report.error = Some(format!("{error}: {message}"));
+                        return report;
+                    }
+                }
+            }
+        };
+        let revision = state.revision();
+
+        let services = match merge_labels(&state) {
+            Ok(services) => services,
+            Err(error) => {
+                error!(%error, %revision, "tick skipped; nothing changed");
+                report.error = Some(error.to_string());
+                return report;
+            }
+        };
+        let explicit_empty = explicit_empty_labels(&state);
+        let actual = self.actual().await;
+
+        let network = match self.assign_network(&services, &actual).await {
+            Ok(network) => network,
+            Err(error) => {
+                let message = error_chain(&error);
+                error!(error = %message, %revision, "tick skipped; nothing changed");
+                report.error = Some(message);
+                return report;
+            }
+        };
+
+        let versions = self.parts.images.sync(&services).await;
+        let (desired, failed) = build_desired(
+            &services,
+            BuildContext {
+                network: network.as_ref(),
+                image_versions: &versions,
+            },
+        );
+        let mut keep = BTreeSet::new();
+        for (service, error) in &failed {
+            let message = error_chain(error);
+            error!(service, error = %message, "cannot build the desired vm; leaving the service as it is");
+            report.spec_errors.push((service.clone(), message));
+            keep.insert(service.clone());
+        }
+
+        let mut plan = plan(&desired, &actual, &keep);
+        let by_name: BTreeMap<&str, &DesiredVm> =
+            desired.iter().map(|vm| (vm.service.as_str(), vm)).collect();
+        let mut held = guard_deletes(
+            &mut plan,
+            &actual,
+            &explicit_empty,
+            self.settings.max_delete_share,
+        );
+        for item in &held {
+            error!(service = %item.action.service, reason = %item.reason, "delete held back");
+        }
+        if self.settings.capacity_check {
+            match self.capacity.read() {
+                Ok(host) => {
+                    let budget = Budget {
+                        vcpus: u64::from(host.vcpus.saturating_sub(self.settings.reserved.vcpus)),
+                        memory_mb: host
+                            .memory_mb
+                            .saturating_sub(self.settings.reserved.memory_mb),
+                    };
+                    let over = fit_capacity(&mut plan, &by_name, budget);
+                    for item in &over {
+                        warn!(service = %item.action.service, reason = %item.reason, "create held back: over capacity");
+                    }
+                    held.extend(over);
+                }
+                Err(error) => {
+                    error!(%error, "cannot read host capacity; holding back every create");
+                    let reason = format!("host capacity unknown: {error}");
+                    plan.actions.retain(|action| {
+                        if action.kind == ActionKind::Create {
+                            held.push(HeldAction {
+                                action: action.clone(),
+                                reason: reason.clone(),
+                            });
+                            false
+                        } else {
+                            true
+                        }
+                    });
+                }
+            }
+        }
+        self.hold_backoff(&mut plan, &mut held);
+
+        let summary = plan.summary();
+        info!(
+            %revision,
+            create = summary.create,
+            update = summary.update,
+            delete = summary.delete,
+            unchanged = summary.unchanged,
+            held = held.len(),
+            failed_specs = failed.len(),
+            "plan"
+        );
+        for action in plan
+            .actions
+            .iter()
+            .filter(|a| a.kind != ActionKind::Unchanged)
+        {
+            debug!(service = %action.service, action = ?action.kind, changed = ?action.changed, reason = %action.reason, "planned action");
+        }
+        report.plan = plan;
+        report.held = held;
+        if dry_run {
+            return report;
+        }
+
+        if report.plan.has_changes() {
+            let executor = Executor {
+                vms: self.parts.vms.as_ref(),
+                intents: &self.intents,
+                gate: self.parts.gate.as_ref(),
+                settings: self.settings.executor,
+                shutdown: self.shutdown.clone(),
+            };
+            report.apply = executor.apply(&report.plan, &by_name).await;
+            self.record_failures(&report.apply);
+        }
+
+        if let Err(error) = self.parts.routes.sync(&desired, network.as_ref()).await {
+            error!(error = %crate::error::error_chain(error.as_ref()), "route sync failed");
+        }
+        self.publish_heartbeat(&desired).await;
+        report
+    }
+
+    /// Lists the VMs the runtime knows, joined with the agent's intent records.
+    async fn actual(&self) -> BTreeMap<String, ActualVm> {
+        let mut intents = self.intents.load_all();
+        self.parts
+            .vms
+            .list()
+            .await
+            .into_iter()
+            .map(|status| {
+                let intent = intents.remove(&status.service);
+                (
+                    status.service.clone(),
+                    ActualVm {
+                        service: status.service,
+                        state: status.state,
+                        pid: status.pid,
+                        vm_hash: status.spec_hash,
+                        intent,
+                    },
+                )
+            })
+            .collect()
+    }
+
+    /// Assigns addresses (and sets up the host network when enabled) for the desired
+    /// networked services and for live networked VMs that are no longer desired, so a VM
+    /// keeps its TAP until it is deleted.
+    async fn assign_network(
+        &self,
+        services: &[LabeledService],
+        actual: &BTreeMap<String, ActualVm>,
+    ) -> Result<Option<AppliedNetwork>, TickError> {
+        let (Some(settings), Some(net)) = (&self.settings.network, &self.parts.net) else {
+            return Ok(None);
+        };
+        let mut plan = NetworkPlan {
+            bridge: settings.bridge.clone(),
+            subnet: settings.subnet,
+            gateway: settings.gateway,
+            out_interface: settings.out_interface.clone(),
+            isolation: settings.isolation,
+            agent_api_port: settings.agent_api_port,
+            mtu: None,
+            tap_owner_uid: None,
+            services: Vec::new(),
+        };
+        let mut names = BTreeSet::new();
+        for labeled in services {
+            let service = &labeled.service;
+            let Some(network) = &service.network else {
+                continue;
+            };
+            names.insert(service.name.clone());
+            plan.services.push(ServiceNetwork {
+                name: service.name.clone(),
+                tap_name: network.interface.clone(),
+                port_forwards: service
+                    .port_forwards
+                    .iter()
+                    .map(|forward| PortForward {
+                        host_port: forward.host_port,
+                        vm_port: forward.vm_port,
+                        protocol: match forward.protocol {
+                            firework_model::service::Protocol::Tcp => Protocol::Tcp,
+                            firework_model::service::Protocol::Udp => Protocol::Udp,
+                        },
+                    })
+                    .collect(),
+                links: service
+                    .links
+                    .iter()
+                    .map(|link| link.service.clone())
+                    .collect(),
+            });
+        }
+        for (name, vm) in actual {
+            let networked = vm
+                .intent
+                .as_ref()
+                .and_then(|intent| intent.fingerprint.network.as_ref());
+            if let Some(network) = networked
+                && vm.is_live()
+                && !names.contains(name)
+            {
+                plan.services.push(ServiceNetwork {
+                    name: name.clone(),
+                    tap_name: Some(network.tap.clone()),
+                    port_forwards: Vec::new(),
+                    links: Vec::new(),
+                });
+            }
+        }
+        // Links to services without a network are reported per service later.
+        let networked: BTreeSet<String> = plan.services.iter().map(|s| s.name.clone()).collect();
+        for service in &mut plan.services {
+            service.links.retain(|link| networked.contains(link));
+        }
+        net.reconcile(&plan)
+            .await
+            .map(Some)
+            .map_err(TickError::Network)
+    }
+
+    fn hold_backoff(&self, plan: &mut Plan, held: &mut Vec<HeldAction>) {
+        let now = Instant::now();
+        plan.actions.retain(|action| {
+            let waiting = action.kind != ActionKind::Unchanged
+                && self
+                    .failures
+                    .get(&action.service)
+                    .is_some_and(|failure| failure.retry_at > now);
+            if waiting {
+                let failure = &self.failures[&action.service];
+                let wait = failure.retry_at.saturating_duration_since(now);
+                held.push(HeldAction {
+                    action: action.clone(),
+                    reason: format!(
+                        "failed {} time(s), retrying in {} ms: {}",
+                        failure.attempts,
+                        wait.as_millis(),
+                        failure.error
+                    ),
+                });
+            }
+            !waiting
+        });
+    }
+
+    fn record_failures(&mut self, apply: &ApplyReport) {
+        let now = Instant::now();
+        for outcome in &apply.outcomes {
+            match &outcome.error {
+                None => {
+                    self.failures.remove(&outcome.service);
+                }
+                Some(error) => {
+                    let attempts = self
+                        .failures
+                        .get(&outcome.service)
+                        .map_or(1, |failure| failure.attempts + 1);
+                    let wait = retry_delay(attempts);
+                    warn!(service = %outcome.service, attempts, retry_in_ms = wait.as_millis() as u64, "will retry the failed service");
+                    self.failures.insert(
+                        outcome.service.clone(),
+                        Failure {
+                            attempts,
+                            retry_at: now + wait,
+                            error: error.clone(),
+                        },
+                    );
+                }
+            }
+        }
+    }
+
+    async fn publish_heartbeat(&mut self, desired: &[DesiredVm]) {
+        let Some(registry) = &self.parts.registry else {
+            return;
+        };
+        let capacity = match self.capacity.read() {
+            Ok(capacity) => capacity,
+            Err(error) => {
+                warn!(%error, "cannot read host capacity for the heartbeat");
+                Resources::default()
+            }
+        };
+        let mut used = Resources::default();
+        for vm in desired {
+            used.vcpus += vm.fingerprint.vcpus;
+            used.memory_mb += u64::from(vm.fingerprint.memory_mb);
+        }
+        let record = NodeRecord {
+            node: self.settings.node.clone(),
+            labels: self.settings.labels.clone(),
+            host_ip: self.settings.host_ip,
+            capacity,
+            reserved: self.settings.reserved,
+            used,
+            agent_version: env!("CARGO_PKG_VERSION").to_owned(),
+            heartbeat: jiff::Timestamp::now().to_string(),
+        };
+        if let Err(error) = registry.write(&record).await {
+            error!(error = %error_chain(&error), "cannot publish the heartbeat");
+        }
+    }
+
+    async fn update_status(
+        &self,
+        report: &mut TickReport,
+        started: Instant,
+        started_at: String,
+        trigger: &str,
+    ) {
+        let statuses = self.parts.vms.list().await;
+        let intents = self.intents.load_all();
+        let desired_labels: BTreeMap<String, String> = self
+            .cache
+            .desired()
+            .map(|state| {
+                state
+                    .entries
+                    .iter()
+                    .flat_map(|(label, entry)| {
+                        entry
+                            .config
+                            .services
+                            .iter()
+                            .map(move |service| (service.name.clone(), label.clone()))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut services: BTreeMap<String, ServiceStatus> = BTreeMap::new();
+        for (name, label) in &desired_labels {
+            services.insert(
+                name.clone(),
+                ServiceStatus {
+                    name: name.clone(),
+                    label: Some(label.clone()),
+                    state: "absent".to_owned(),
+                    pid: None,
+                    spec_hash: None,
+                    guest_ip: None,
+                    last_error: None,
+                },
+            );
+        }
+        for status in statuses {
+            let intent = intents.get(&status.service);
+            let entry = services
+                .entry(status.service.clone())
+                .or_insert_with(|| ServiceStatus {
+                    name: status.service.clone(),
+                    label: None,
+                    state: String::new(),
+                    pid: None,
+                    spec_hash: None,
+                    guest_ip: None,
+                    last_error: None,
+                });
+            entry.state = record_state_name(status.state).to_owned();
+            entry.pid = status.pid;
+            entry.spec_hash = intent.map(|intent| intent.hash.clone());
+            entry.guest_ip = intent
+                .and_then(|intent| intent.fingerprint.network.as_ref())
+                .map(|network| network.guest_ip);
+        }
+        for (service, error) in &report.spec_errors {
+            if let Some(entry) = services.get_mut(service) {
+                entry.last_error = Some(error.clone());
+            }
+        }
+        for (service, failure) in &self.failures {
+            if let Some(entry) = services.get_mut(service) {
+                entry.last_error = Some(failure.error.clone());
+            }
+        }
+
+        let labels = self
+            .settings
+            .labels
+            .iter()
+            .map(|label| LabelStatus {
+                label: label.clone(),
+                revision: self
+                    .cache
+                    .desired()
+                    .and_then(|state| state.entries.get(label))
+                    .map(|entry| entry.revision.to_string()),
+            })
+            .collect();
+        let failed_actions = report.apply.failures().count();
+        let tick = TickStatus {
+            started_at,
+            duration_ms: started.elapsed().as_millis() as u64,
+            trigger: trigger.to_owned(),
+            summary: report.plan.summary(),
+            plan: report.plan.clone(),
+            held: report.held.clone(),
+            failed_actions,
+        };
+        let mut status = self
+            .status
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        status.labels = labels;
+        status.revision = self.cache.desired().map(DesiredState::revision);
+        status.last_tick = Some(tick);
+        status.last_error = report.error.clone();
+        status.services = services.into_values().collect();
+    }
+}
+
+/// Returns the wait before retry number `attempts` (1-based): 1 s, 2 s, 4 s, … up to
+/// [`RETRY_MAX`].
+pub fn retry_delay(attempts: u32) -> Duration {
+    let exponent = attempts.saturating_sub(1).min(16);
+    RETRY_BASE.saturating_mul(1u32 << exponent).min(RETRY_MAX)
+}
+
+fn record_state_name(state: RecordState) -> &'static str {
+    match state {
+        RecordState::Starting => "starting",
+        RecordState::Running => "running",
+        RecordState::Stopping => "stopping",
+        RecordState::Stopped => "stopped",
+        RecordState::Exited => "exited",
+    }
+}
+
+/// Renders a tick report as the text `--dry-run` prints: one line per action with the
+/// changed fields, then held actions, spec errors and the tick error.
+pub fn render_plan(report: &TickReport) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let summary = report.plan.summary();
+    let _ = writeln!(
+        out,
+        "plan: {} create, {} update, {} delete, {} unchanged, {} held",
+        summary.create,
+        summary.update,
+        summary.delete,
+        summary.unchanged,
+        report.held.len()
+    );
+    for action in &report.plan.actions {
+        let kind = match action.kind {
+            ActionKind::Create => "create",
+            ActionKind::Update => "update",
+            ActionKind::Delete => "delete",
+            ActionKind::Unchanged => "unchanged",
+        };
+        let _ = write!(out, "  {kind:<9} {}", action.service);
+        if !action.changed.is_empty() {
+            let _ = write!(out, " [{}]", action.changed.join(", "));
+        }
+        let _ = writeln!(out, " ({})", action.reason);
+    }
+    for held in &report.held {
+        let _ = writeln!(out, "  held      {}: {}", held.action.service, held.reason);
+    }
+    for (service, error) in &report.spec_errors {
+        let _ = writeln!(out, "  error     {service}: {error}");
+    }
+    if let Some(error) = &report.error {
+        let _ = writeln!(out, "error: {error}");
+    }
+    out
+}

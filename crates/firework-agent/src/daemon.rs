@@ -1,0 +1,211 @@
+//! The long-running agent: start-up, adoption, the tick loop, triggers, the API, systemd
+//! readiness and shutdown.
+
+use std::sync::Arc;
+
+use firework_model::agent::AgentConfig;
+use firework_store::{StoreSettings, open_store};
+use firework_vmm::{RuntimeConfig, VmEvent, VmRuntime};
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::watch;
+use tracing::{error, info, warn};
+
+use crate::agent::{Agent, AgentParts, AgentSettings, TickReport};
+use crate::api::{ApiState, router};
+use crate::driver::{HostNetwork, NetDriver, RecordsView, VmDriver};
+use crate::error::{AgentError, error_chain};
+use crate::trigger::Trigger;
+
+/// The network records directory under the state directory.
+pub const NETWORK_STATE_DIR: &str = "network";
+
+fn open_config_store(
+    config: &AgentConfig,
+) -> Result<
+    (
+        Arc<dyn firework_store::ConfigStore>,
+        Option<firework_store::NodeRegistry>,
+    ),
+    AgentError,
+> {
+    let store_error = |source| AgentError::Store {
+        store: config.store_type.as_str(),
+        source: Box::new(source),
+    };
+    let settings = StoreSettings::from_agent_config(config).map_err(store_error)?;
+    open_store(&settings).map_err(store_error)
+}
+
+fn network_driver(config: &AgentConfig, setup: bool) -> Option<Arc<dyn NetDriver>> {
+    config.vm_subnet?;
+    match HostNetwork::new(config.state_dir.join(NETWORK_STATE_DIR), setup) {
+        Ok(driver) => Some(Arc::new(driver)),
+        Err(error) => {
+            error!(error = %error_chain(error.as_ref()), "cannot open the host network; networked services will fail");
+            None
+        }
+    }
+}
+
+/// Plans one tick against the current state without changing any VM and returns the
+/// report. Guest addresses of new services are assigned and recorded, so the plan shows
+/// the addresses the real tick will use; no device or rule is touched.
+pub async fn dry_run(config: &AgentConfig) -> Result<TickReport, AgentError> {
+    let (store, _registry) = open_config_store(config)?;
+    let vms: Arc<dyn VmDriver> = Arc::new(RecordsView::new(&config.state_dir));
+    let parts = AgentParts::new(store, None, vms, network_driver(config, false));
+    let (_shutdown_tx, shutdown) = watch::channel(false);
+    let mut agent = Agent::new(AgentSettings::from_config(config), parts, shutdown)?;
+    Ok(agent.tick("dry-run", true).await)
+}
+
+/// Runs the agent until SIGTERM or SIGINT. Running VMs are adopted before the first plan
+/// and left running at exit.
+pub async fn run(config: AgentConfig, config_path: &str) -> Result<(), AgentError> {
+    info!(
+        version = env!("CARGO_PKG_VERSION"),
+        config = config_path,
+        store = config.store_type.as_str(),
+        node = %config.node_id,
+        labels = ?config.node_names,
+        "firework-agent starting"
+    );
+    let (store, registry) = open_config_store(&config)?;
+
+    let runtime_config = RuntimeConfig::new(&config.state_dir, &config.firecracker_bin);
+    // NOTE: use_jailer is not wired in yet; VMs are spawned directly.
+    if config.use_jailer {
+        warn!("use_jailer is set but this agent starts firecracker directly");
+    }
+    let (runtime, mut vm_events, scan) =
+        VmRuntime::open(runtime_config)
+            .await
+            .map_err(|source| AgentError::Runtime {
+                path: config.state_dir.clone(),
+                source: Box::new(source),
+            })?;
+    for vm in &scan.adopted {
+        info!(service = %vm.service, vm_id = %vm.vm_id, pid = ?vm.pid, "adopted running vm");
+    }
+    for vm in &scan.cleaned {
+        info!(service = %vm.service, vm_id = %vm.vm_id, reason = %vm.reason, "cleaned up after ended vm");
+    }
+    for problem in &scan.errors {
+        error!(error = %error_chain(problem), "vm record left untouched");
+    }
+
+    let (shutdown_tx, shutdown) = watch::channel(false);
+    let net = network_driver(&config, config.enable_network_setup);
+    let vms: Arc<dyn VmDriver> = Arc::new(runtime);
+    let parts = AgentParts::new(store, registry, vms, net);
+    let settings = AgentSettings::from_config(&config);
+    let mut agent = Agent::new(settings, parts, shutdown.clone())?;
+
+    let (trigger, mut triggers) = Trigger::new();
+    let listener = tokio::net::TcpListener::bind(&config.api_listen_addr)
+        .await
+        .map_err(|source| AgentError::Listen {
+            addr: config.api_listen_addr.clone(),
+            source,
+        })?;
+    let app = router(ApiState {
+        status: agent.status(),
+        trigger: trigger.clone(),
+    });
+    let mut api_shutdown = shutdown.clone();
+    let api = tokio::spawn(async move {
+        let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+            let _ = api_shutdown.wait_for(|stop| *stop).await;
+        });
+        if let Err(error) = serve.await {
+            error!(%error, "api server failed");
+        }
+    });
+    info!(addr = %config.api_listen_addr, "api listening");
+
+    spawn_signal_handlers(shutdown_tx, trigger.clone())?;
+    if let Err(error) = sd_notify::notify(&[sd_notify::NotifyState::Ready]) {
+        warn!(%error, "cannot notify systemd of readiness");
+    }
+
+    let poll = config.poll_interval.0;
+    let mut interval = tokio::time::interval_at(tokio::time::Instant::now() + poll, poll);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut reason = "start".to_owned();
+    let mut stop = shutdown.clone();
+    loop {
+        agent.tick(&reason, false).await;
+        if *stop.borrow() {
+            break;
+        }
+        let retry = agent.next_retry();
+        reason = tokio::select! {
+            _ = stop.wait_for(|stop| *stop) => break,
+            Some(queued) = triggers.recv() => queued,
+            _ = interval.tick() => "poll".to_owned(),
+            Some(event) = vm_events.recv() => {
+                let VmEvent::Crashed(crash) = event;
+                warn!(service = %crash.service, vm_id = %crash.vm_id, pid = crash.pid, exit = %crash.exit, log_tail = %crash.log_tail, "vm exited unexpectedly");
+                "vm-exit".to_owned()
+            }
+            _ = sleep_until(retry) => "retry".to_owned(),
+        };
+    }
+
+    info!("shutting down; vms keep running");
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+    let _ = api.await;
+    Ok(())
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn spawn_signal_handlers(
+    shutdown: watch::Sender<bool>,
+    trigger: Trigger,
+) -> Result<(), AgentError> {
+    let install = |kind: SignalKind, name: &'static str| {
+        signal(kind).map_err(|source| AgentError::Signal {
+            signal: name,
+            source,
+        })
+    };
+    let mut terminate = install(SignalKind::terminate(), "SIGTERM")?;
+    let mut interrupt = install(SignalKind::interrupt(), "SIGINT")?;
+    let mut hangup = install(SignalKind::hangup(), "SIGHUP")?;
+    tokio::spawn(async move {
+        let mut received = 0u32;
+        loop {
+            let name = tokio::select! {
+                _ = terminate.recv() => "SIGTERM",
+                _ = interrupt.recv() => "SIGINT",
+            };
+            received += 1;
+            if received == 1 {
+                info!(
+                    signal = name,
+                    "finishing the operation in flight, then exiting; a second signal exits at once"
+                );
+                let _ = shutdown.send(true);
+            } else {
+                warn!(
+                    signal = name,
+                    "second signal; exiting at once, vms keep running"
+                );
+                std::process::exit(0);
+            }
+        }
+    });
+    tokio::spawn(async move {
+        while hangup.recv().await.is_some() {
+            let queued = trigger.fire("sighup");
+            info!(queued, "SIGHUP received; reconcile queued");
+        }
+    });
+    Ok(())
+}

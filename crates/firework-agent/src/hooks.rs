@@ -1,0 +1,104 @@
+//! Steps of the tick that other components fill in: image sync, route sync and the health
+//! gate of rolling updates. Each has a default that keeps the agent complete without them.
+
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+use std::time::UNIX_EPOCH;
+
+use firework_net::AppliedNetwork;
+use futures::FutureExt;
+use futures::future::BoxFuture;
+
+use crate::desired::LabeledService;
+use crate::error::BoxError;
+use crate::spec::DesiredVm;
+
+/// Makes each service's kernel and image available on the host and returns the image's
+/// content version, which is part of the plan hash, or why the image is not usable.
+pub trait ImageSync: Send + Sync + Debug {
+    /// Syncs the images of `services`; the result is keyed by service name.
+    fn sync<'a>(
+        &'a self,
+        services: &'a [LabeledService],
+    ) -> BoxFuture<'a, BTreeMap<String, Result<String, String>>>;
+}
+
+/// The default image step: images are already on the host. The content version is
+/// `<size>-<modification time in ns>` of the image file, so replacing the file in place
+/// replaces the VM. A missing kernel or image makes the service fail for this tick.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct LocalImages;
+
+impl ImageSync for LocalImages {
+    fn sync<'a>(
+        &'a self,
+        services: &'a [LabeledService],
+    ) -> BoxFuture<'a, BTreeMap<String, Result<String, String>>> {
+        async move {
+            let mut versions = BTreeMap::new();
+            for labeled in services {
+                let service = &labeled.service;
+                let version = file_version(&service.kernel)
+                    .map_err(|e| format!("kernel {}: {e}", service.kernel))
+                    .and_then(|_| {
+                        file_version(&service.image)
+                            .map_err(|e| format!("image {}: {e}", service.image))
+                    });
+                versions.insert(service.name.clone(), version);
+            }
+            versions
+        }
+        .boxed()
+    }
+}
+
+fn file_version(path: &str) -> std::io::Result<String> {
+    let metadata = std::fs::metadata(path)?;
+    let modified = metadata
+        .modified()
+        .ok()
+        .and_then(|time| time.duration_since(UNIX_EPOCH).ok())
+        .map(|since| since.as_nanos())
+        .unwrap_or(0);
+    Ok(format!("{}-{modified}", metadata.len()))
+}
+
+/// Publishes ingress routes for the services that run on this node.
+pub trait RouteSync: Send + Sync + Debug {
+    /// Called after every apply with the desired VMs and the assigned addresses.
+    fn sync<'a>(
+        &'a self,
+        desired: &'a [DesiredVm],
+        network: Option<&'a AppliedNetwork>,
+    ) -> BoxFuture<'a, Result<(), BoxError>>;
+}
+
+/// The default route step: no routes.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoRoutes;
+
+impl RouteSync for NoRoutes {
+    fn sync<'a>(
+        &'a self,
+        _desired: &'a [DesiredVm],
+        _network: Option<&'a AppliedNetwork>,
+    ) -> BoxFuture<'a, Result<(), BoxError>> {
+        async { Ok(()) }.boxed()
+    }
+}
+
+/// Decides when an updated service is ready, so a rolling update may move on.
+pub trait HealthGate: Send + Sync + Debug {
+    /// Returns once `vm` is ready, or an error that stops the rolling update.
+    fn wait_ready<'a>(&'a self, vm: &'a DesiredVm) -> BoxFuture<'a, Result<(), BoxError>>;
+}
+
+/// The default gate: a VM that the runtime reports running is ready.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct RunningIsReady;
+
+impl HealthGate for RunningIsReady {
+    fn wait_ready<'a>(&'a self, _vm: &'a DesiredVm) -> BoxFuture<'a, Result<(), BoxError>> {
+        async { Ok(()) }.boxed()
+    }
+}

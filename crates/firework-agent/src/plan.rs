@@ -1,0 +1,314 @@
+//! The reconcile core: a pure function from desired and actual state to a plan, and the
+//! guard rails that hold back parts of a plan.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use firework_vmm::RecordState;
+use serde::Serialize;
+
+use crate::spec::{ActualVm, DesiredVm};
+
+/// What the executor does to one service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ActionKind {
+    /// Start a VM that does not run.
+    Create,
+    /// Replace a running VM whose fingerprint changed.
+    Update,
+    /// Stop and remove a VM that is no longer desired.
+    Delete,
+    /// Leave a running VM alone.
+    Unchanged,
+}
+
+/// One entry of a plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Action {
+    /// The kind of change.
+    pub kind: ActionKind,
+    /// The service.
+    pub service: String,
+    /// The label the service comes from (desired) or came from (delete), when known.
+    pub label: Option<String>,
+    /// The fields that changed, for updates.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub changed: Vec<String>,
+    /// Why, in a few words.
+    pub reason: String,
+}
+
+/// The plan of one tick, sorted by service name.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Plan {
+    /// Every desired or existing service, each once.
+    pub actions: Vec<Action>,
+}
+
+/// Counts of a plan's actions.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct PlanSummary {
+    /// Creates.
+    pub create: usize,
+    /// Updates.
+    pub update: usize,
+    /// Deletes.
+    pub delete: usize,
+    /// Unchanged services.
+    pub unchanged: usize,
+}
+
+impl Plan {
+    /// Returns the counts by kind.
+    pub fn summary(&self) -> PlanSummary {
+        let mut summary = PlanSummary::default();
+        for action in &self.actions {
+            match action.kind {
+                ActionKind::Create => summary.create += 1,
+                ActionKind::Update => summary.update += 1,
+                ActionKind::Delete => summary.delete += 1,
+                ActionKind::Unchanged => summary.unchanged += 1,
+            }
+        }
+        summary
+    }
+
+    /// Returns whether the plan changes anything.
+    pub fn has_changes(&self) -> bool {
+        self.actions
+            .iter()
+            .any(|action| action.kind != ActionKind::Unchanged)
+    }
+
+    /// Returns the actions of one kind.
+    pub fn of_kind(&self, kind: ActionKind) -> impl Iterator<Item = &Action> {
+        self.actions
+            .iter()
+            .filter(move |action| action.kind == kind)
+    }
+}
+
+/// Compares desired with actual state.
+///
+/// - A desired service without a live VM is created (an exited or stopped VM counts as
+///   absent, so a crashed VM is recreated even when nothing else changed).
+/// - A live VM whose recorded fingerprint hash or runtime spec hash differs is updated.
+/// - An existing VM that no desired service names is deleted, unless its name is in `keep`:
+///   services whose desired VM could not be built this tick stay as they are.
+pub fn plan(
+    desired: &[DesiredVm],
+    actual: &BTreeMap<String, ActualVm>,
+    keep: &BTreeSet<String>,
+) -> Plan {
+    let mut actions = Vec::with_capacity(desired.len() + actual.len());
+    let mut wanted: BTreeSet<&str> = BTreeSet::new();
+    for vm in desired {
+        wanted.insert(vm.service.as_str());
+        let label = Some(vm.label.clone());
+        let action = match actual.get(&vm.service) {
+            None => Action {
+                kind: ActionKind::Create,
+                service: vm.service.clone(),
+                label,
+                changed: Vec::new(),
+                reason: "not running".to_owned(),
+            },
+            Some(existing) if !existing.is_live() => Action {
+                kind: ActionKind::Create,
+                service: vm.service.clone(),
+                label,
+                changed: Vec::new(),
+                reason: format!("vm is {}", state_name(existing.state)),
+            },
+            Some(existing) => compare(vm, existing),
+        };
+        actions.push(action);
+    }
+    for (service, existing) in actual {
+        if wanted.contains(service.as_str()) || keep.contains(service) {
+            continue;
+        }
+        actions.push(Action {
+            kind: ActionKind::Delete,
+            service: service.clone(),
+            label: existing.intent.as_ref().map(|intent| intent.label.clone()),
+            changed: Vec::new(),
+            reason: "not in desired state".to_owned(),
+        });
+    }
+    actions.sort_by(|a, b| a.service.cmp(&b.service));
+    Plan { actions }
+}
+
+fn compare(vm: &DesiredVm, existing: &ActualVm) -> Action {
+    let label = Some(vm.label.clone());
+    let unchanged = existing
+        .intent
+        .as_ref()
+        .is_some_and(|intent| intent.hash == vm.hash)
+        && existing.vm_hash == vm.vm_hash;
+    if unchanged {
+        return Action {
+            kind: ActionKind::Unchanged,
+            service: vm.service.clone(),
+            label,
+            changed: Vec::new(),
+            reason: "spec hash matches".to_owned(),
+        };
+    }
+    let changed: Vec<String> = match &existing.intent {
+        Some(intent) => {
+            let mut fields: Vec<String> = vm
+                .fingerprint
+                .changed_fields(&intent.fingerprint)
+                .into_iter()
+                .map(str::to_owned)
+                .collect();
+            if fields.is_empty() {
+                // The agent's record matches but the runtime launched something else.
+                fields.push("vm_spec".to_owned());
+            }
+            fields
+        }
+        None => vec!["unknown".to_owned()],
+    };
+    let reason = match &existing.intent {
+        Some(_) => format!("changed: {}", changed.join(", ")),
+        None => "no record of how the running vm was started".to_owned(),
+    };
+    Action {
+        kind: ActionKind::Update,
+        service: vm.service.clone(),
+        label,
+        changed,
+        reason,
+    }
+}
+
+fn state_name(state: RecordState) -> &'static str {
+    match state {
+        RecordState::Starting => "starting",
+        RecordState::Running => "running",
+        RecordState::Stopping => "stopping",
+        RecordState::Stopped => "stopped",
+        RecordState::Exited => "exited",
+    }
+}
+
+/// An action the guard rails held back, with the reason.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HeldAction {
+    /// The action that was not applied.
+    pub action: Action,
+    /// Why.
+    pub reason: String,
+}
+
+/// Holds back deletes of live VMs when they would remove at least `max_delete_share` of the
+/// live VMs at once (1.0: all of them), unless the service's label is explicitly empty
+/// (`services: []`). Returns the held deletes, which are removed from `plan`.
+pub fn guard_deletes(
+    plan: &mut Plan,
+    actual: &BTreeMap<String, ActualVm>,
+    explicit_empty: &BTreeSet<String>,
+    max_delete_share: f64,
+) -> Vec<HeldAction> {
+    let live = actual.values().filter(|vm| vm.is_live()).count();
+    let guarded: Vec<usize> = plan
+        .actions
+        .iter()
+        .enumerate()
+        .filter(|(_, action)| action.kind == ActionKind::Delete)
+        .filter(|(_, action)| actual.get(&action.service).is_some_and(ActualVm::is_live))
+        .filter(|(_, action)| {
+            !action
+                .label
+                .as_ref()
+                .is_some_and(|label| explicit_empty.contains(label))
+        })
+        .map(|(index, _)| index)
+        .collect();
+    if guarded.is_empty() || live == 0 {
+        return Vec::new();
+    }
+    let share = guarded.len() as f64 / live as f64;
+    if share < max_delete_share {
+        return Vec::new();
+    }
+    let reason = format!(
+        "would delete {} of {live} running vms at once; write `services: []` in the label to remove them all",
+        guarded.len()
+    );
+    let mut held = Vec::new();
+    for index in guarded.into_iter().rev() {
+        let mut action = plan.actions.remove(index);
+        action.reason = reason.clone();
+        held.push(HeldAction {
+            action,
+            reason: reason.clone(),
+        });
+    }
+    held.reverse();
+    held
+}
+
+/// CPU and memory that VMs may use on this node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Budget {
+    /// vCPUs.
+    pub vcpus: u64,
+    /// Memory in MiB.
+    pub memory_mb: u64,
+}
+
+/// Holds back the creates that do not fit in `budget`, in plan order, after counting the
+/// VMs that stay (unchanged and updated, at their desired size). Deletes always apply.
+pub fn fit_capacity(
+    plan: &mut Plan,
+    desired: &BTreeMap<&str, &DesiredVm>,
+    budget: Budget,
+) -> Vec<HeldAction> {
+    let size = |service: &str| {
+        desired
+            .get(service)
+            .map(|vm| {
+                (
+                    u64::from(vm.fingerprint.vcpus),
+                    u64::from(vm.fingerprint.memory_mb),
+                )
+            })
+            .unwrap_or((0, 0))
+    };
+    let mut used_cpu = 0u64;
+    let mut used_memory = 0u64;
+    for action in &plan.actions {
+        if matches!(action.kind, ActionKind::Unchanged | ActionKind::Update) {
+            let (cpu, memory) = size(&action.service);
+            used_cpu += cpu;
+            used_memory += memory;
+        }
+    }
+    let mut held = Vec::new();
+    let mut kept = Vec::with_capacity(plan.actions.len());
+    for action in plan.actions.drain(..) {
+        if action.kind != ActionKind::Create {
+            kept.push(action);
+            continue;
+        }
+        let (cpu, memory) = size(&action.service);
+        if used_cpu + cpu <= budget.vcpus && used_memory + memory <= budget.memory_mb {
+            used_cpu += cpu;
+            used_memory += memory;
+            kept.push(action);
+        } else {
+            let reason = format!(
+                "does not fit: needs {cpu} vcpus and {memory} MiB, {} vcpus and {} MiB free",
+                budget.vcpus.saturating_sub(used_cpu),
+                budget.memory_mb.saturating_sub(used_memory)
+            );
+            held.push(HeldAction { action, reason });
+        }
+    }
+    plan.actions = kept;
+    held
+}

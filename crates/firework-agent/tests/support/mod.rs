@@ -1,0 +1,250 @@
+//! Shared pieces of the agent tests: a recording VM driver, a local store in a temporary
+//! directory, and agents wired to them.
+
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use firework_agent::capacity::CapacitySource;
+use firework_agent::driver::VmDriver;
+use firework_agent::error::BoxError;
+use firework_agent::{Agent, AgentParts, AgentSettings};
+use firework_model::agent::UpdateStrategy;
+use firework_model::registry::Resources;
+use firework_store::LocalStore;
+use firework_vmm::{RecordState, VmSpec, VmStatus};
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use tokio::sync::watch;
+
+/// A VM driver that keeps VMs in a map and records every call.
+#[derive(Debug, Default)]
+pub struct FakeVms {
+    pub vms: Mutex<BTreeMap<String, (VmStatus, VmSpec)>>,
+    pub calls: Mutex<Vec<String>>,
+    pub failing: Mutex<BTreeSet<String>>,
+    pub start_delay: Mutex<Duration>,
+    pub in_flight: AtomicUsize,
+    pub max_in_flight: AtomicUsize,
+    next_pid: AtomicUsize,
+}
+
+impl FakeVms {
+    pub fn take_calls(&self) -> Vec<String> {
+        std::mem::take(&mut *self.calls.lock().unwrap())
+    }
+
+    pub fn running(&self) -> Vec<String> {
+        self.vms
+            .lock()
+            .unwrap()
+            .values()
+            .filter(|(status, _)| status.state == RecordState::Running)
+            .map(|(status, _)| status.service.clone())
+            .collect()
+    }
+
+    pub fn spec(&self, service: &str) -> VmSpec {
+        self.vms.lock().unwrap()[service].1.clone()
+    }
+
+    pub fn pid(&self, service: &str) -> Option<i32> {
+        self.vms.lock().unwrap()[service].0.pid
+    }
+
+    /// Marks a VM as exited, as a crash would.
+    pub fn crash(&self, service: &str) {
+        let mut vms = self.vms.lock().unwrap();
+        let entry = vms.get_mut(service).unwrap();
+        entry.0.state = RecordState::Exited;
+    }
+
+    pub fn fail(&self, service: &str, failing: bool) {
+        let mut set = self.failing.lock().unwrap();
+        if failing {
+            set.insert(service.to_owned());
+        } else {
+            set.remove(service);
+        }
+    }
+}
+
+impl VmDriver for FakeVms {
+    fn list(&self) -> BoxFuture<'_, Vec<VmStatus>> {
+        let list = self
+            .vms
+            .lock()
+            .unwrap()
+            .values()
+            .map(|(status, _)| status.clone())
+            .collect();
+        async move { list }.boxed()
+    }
+
+    fn start(&self, spec: VmSpec) -> BoxFuture<'_, Result<VmStatus, BoxError>> {
+        async move {
+            self.calls
+                .lock()
+                .unwrap()
+                .push(format!("start {}", spec.service));
+            let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+            self.max_in_flight.fetch_max(now, Ordering::SeqCst);
+            let delay = *self.start_delay.lock().unwrap();
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+            self.in_flight.fetch_sub(1, Ordering::SeqCst);
+            if self.failing.lock().unwrap().contains(&spec.service) {
+                return Err(BoxError::from(format!(
+                    "injected start failure of {}",
+                    spec.service
+                )));
+            }
+            let pid = 1000 + self.next_pid.fetch_add(1, Ordering::SeqCst) as i32;
+            let status = VmStatus {
+                service: spec.service.clone(),
+                vm_id: spec.vm_id.clone(),
+                generation: 1,
+                state: RecordState::Running,
+                pid: Some(pid),
+                spec_hash: spec.hash(),
+                socket_path: PathBuf::from("/nonexistent.sock"),
+                log_path: PathBuf::from("/nonexistent.log"),
+            };
+            self.vms
+                .lock()
+                .unwrap()
+                .insert(spec.service.clone(), (status.clone(), spec));
+            Ok(status)
+        }
+        .boxed()
+    }
+
+    fn stop<'a>(&'a self, service: &'a str) -> BoxFuture<'a, Result<(), BoxError>> {
+        async move {
+            self.calls.lock().unwrap().push(format!("stop {service}"));
+            if let Some(entry) = self.vms.lock().unwrap().get_mut(service) {
+                entry.0.state = RecordState::Stopped;
+            }
+            Ok(())
+        }
+        .boxed()
+    }
+
+    fn delete<'a>(&'a self, service: &'a str) -> BoxFuture<'a, Result<(), BoxError>> {
+        async move {
+            self.calls.lock().unwrap().push(format!("delete {service}"));
+            self.vms.lock().unwrap().remove(service);
+            Ok(())
+        }
+        .boxed()
+    }
+}
+
+/// A scripted host capacity that counts its reads.
+#[derive(Debug)]
+pub struct FixedCapacity {
+    pub resources: Mutex<Option<Resources>>,
+    pub reads: Arc<AtomicUsize>,
+}
+
+impl CapacitySource for FixedCapacity {
+    fn read(&self) -> std::io::Result<Resources> {
+        self.reads.fetch_add(1, Ordering::SeqCst);
+        self.resources
+            .lock()
+            .unwrap()
+            .ok_or_else(|| std::io::Error::other("scripted capacity read failure"))
+    }
+}
+
+/// A store directory with kernel and image files.
+pub struct World {
+    pub dir: tempfile::TempDir,
+    pub vms: Arc<FakeVms>,
+}
+
+impl World {
+    pub fn new() -> World {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("store/nodes")).unwrap();
+        std::fs::create_dir_all(dir.path().join("images")).unwrap();
+        std::fs::write(dir.path().join("images/vmlinux"), b"\x7fELF kernel").unwrap();
+        for image in ["a.ext4", "b.ext4", "c.ext4"] {
+            std::fs::write(dir.path().join("images").join(image), b"image").unwrap();
+        }
+        World {
+            dir,
+            vms: Arc::new(FakeVms::default()),
+        }
+    }
+
+    pub fn store_dir(&self) -> PathBuf {
+        self.dir.path().join("store")
+    }
+
+    pub fn images(&self) -> PathBuf {
+        self.dir.path().join("images")
+    }
+
+    pub fn write_label(&self, label: &str, yaml: &str) {
+        std::fs::write(
+            self.store_dir().join("nodes").join(format!("{label}.yaml")),
+            yaml,
+        )
+        .unwrap();
+    }
+
+    /// A service block with the fixture kernel and image.
+    pub fn service(&self, name: &str, image: &str, extra: &str) -> String {
+        format!(
+            "  - name: {name}\n    image: {}\n    kernel: {}\n    vcpus: 1\n    memory_mb: 128\n{extra}",
+            self.images().join(image).display(),
+            self.images().join("vmlinux").display()
+        )
+    }
+
+    pub fn settings(&self, labels: &[&str]) -> AgentSettings {
+        AgentSettings {
+            node: "node-1".to_owned(),
+            labels: labels.iter().map(|l| (*l).to_owned()).collect(),
+            host_ip: None,
+            network: None,
+            capacity_check: false,
+            reserved: Resources::default(),
+            executor: firework_agent::executor::ExecutorSettings {
+                parallelism: 4,
+                strategy: UpdateStrategy::AllAtOnce,
+                update_delay: Duration::ZERO,
+            },
+            max_delete_share: 1.0,
+            state_dir: self.dir.path().join("state"),
+        }
+    }
+
+    pub fn agent(&self, settings: AgentSettings) -> (Agent, watch::Sender<bool>) {
+        self.agent_with(settings, |_| {})
+    }
+
+    pub fn agent_with(
+        &self,
+        settings: AgentSettings,
+        adjust: impl FnOnce(&mut AgentParts),
+    ) -> (Agent, watch::Sender<bool>) {
+        let store = Arc::new(LocalStore::new(self.store_dir()));
+        let vms: Arc<dyn VmDriver> = self.vms.clone();
+        let mut parts = AgentParts::new(store, None, vms, None);
+        adjust(&mut parts);
+        let (tx, rx) = watch::channel(false);
+        (Agent::new(settings, parts, rx).unwrap(), tx)
+    }
+}
+
+pub fn path_str(path: &Path) -> String {
+    path.display().to_string()
+}
+pub mod process;
