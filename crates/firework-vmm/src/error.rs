@@ -4,7 +4,7 @@ use std::io;
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// Why a VM runtime operation failed; every variant names the service and, where one
+/// Failure of a VM runtime operation. Every variant names the service and, where one
 /// exists, the VM id and the path or operation involved.
 #[derive(Debug, thiserror::Error)]
 pub enum VmmError {
@@ -80,14 +80,14 @@ pub enum VmmError {
     },
 
     /// The API socket did not accept connections before the deadline.
-    #[error(
-        "timed out after {timeout:?} waiting for api socket {path} of vm {vm_id} (service {service})"
-    )]
+    #[error("api socket {path} of vm {vm_id} (service {service}) not ready within {timeout:?}")]
     SocketTimeout {
         service: String,
         vm_id: String,
         path: PathBuf,
         timeout: Duration,
+        #[source]
+        source: Box<firework_firecracker::WaitError>,
     },
 
     /// A Firecracker API request failed.
@@ -97,7 +97,7 @@ pub enum VmmError {
         vm_id: String,
         operation: &'static str,
         #[source]
-        source: Box<dyn std::error::Error + Send + Sync>,
+        source: Box<firework_firecracker::FirecrackerError>,
     },
 
     /// `GET /` reported a state other than `Running` after `InstanceStart`.
@@ -139,6 +139,14 @@ pub enum VmmError {
 }
 
 impl VmmError {
+    /// Firecracker's `fault_message` when an API request was rejected.
+    pub fn fault_message(&self) -> Option<&str> {
+        match self {
+            VmmError::Api { source, .. } => source.fault_message(),
+            _ => None,
+        }
+    }
+
     pub(crate) fn io(
         service: &str,
         operation: &'static str,

@@ -7,10 +7,13 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
+use firework_firecracker::models::{
+    BootSource, Drive, InstanceState, MachineConfig, NetworkInterface,
+};
+use firework_firecracker::{FirecrackerClient, FirecrackerError, wait_for_socket};
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use crate::api::{ApiClient, ApiError};
 use crate::error::VmmError;
 use crate::jailer::{self, JAILED_KERNEL, JAILED_ROOTFS, JAILED_SOCKET, JailLayout};
 use crate::logfile;
@@ -21,10 +24,7 @@ use crate::runtime::{LOG_TAIL_BYTES, Shared, VmRuntime, VmStatus, kill_and_wait}
 use crate::socket::{MAX_SOCKET_PATH_LEN, SocketClaim, StaleCheck, remove_if_stale};
 use crate::spec::VmSpec;
 
-/// Interval between connection attempts while waiting for the API socket.
-const SOCKET_POLL_INTERVAL: Duration = Duration::from_millis(5);
-
-/// Where a start failed after the spawn.
+/// Failure of a start after the spawn.
 enum BringUpFailure {
     /// The process exited during this operation.
     Exited(&'static str),
@@ -373,25 +373,29 @@ async fn bring_up(
     exit_rx: ExitReceiver,
 ) -> Result<(), BringUpFailure> {
     let service = &spec.service;
-    let client = ApiClient::new(&record.socket_path, shared.config.api_timeout);
+    let client =
+        FirecrackerClient::new(&record.socket_path).with_timeout(shared.config.api_timeout);
 
     let deadline = Instant::now() + shared.config.socket_timeout;
-    loop {
-        if exit_rx.borrow().is_some() {
+    let mut exit_watch = exit_rx.clone();
+    tokio::select! {
+        ready = wait_for_socket(&record.socket_path, deadline) => {
+            if let Err(source) = ready {
+                if exit_rx.borrow().is_some() {
+                    return Err(BringUpFailure::Exited("waiting for the api socket"));
+                }
+                return Err(BringUpFailure::Error(VmmError::SocketTimeout {
+                    service: service.clone(),
+                    vm_id: spec.vm_id.clone(),
+                    path: record.socket_path.clone(),
+                    timeout: shared.config.socket_timeout,
+                    source: Box::new(source),
+                }));
+            }
+        }
+        _ = exit_watch.wait_for(Option::is_some) => {
             return Err(BringUpFailure::Exited("waiting for the api socket"));
         }
-        if client.probe().await.is_ok() {
-            break;
-        }
-        if Instant::now() >= deadline {
-            return Err(BringUpFailure::Error(VmmError::SocketTimeout {
-                service: service.clone(),
-                vm_id: spec.vm_id.clone(),
-                path: record.socket_path.clone(),
-                timeout: shared.config.socket_timeout,
-            }));
-        }
-        tokio::time::sleep(SOCKET_POLL_INTERVAL).await;
     }
 
     let jailed = matches!(record.launch, LaunchMode::Jailer { .. });
@@ -405,43 +409,42 @@ async fn bring_up(
     } else {
         &spec.rootfs_path
     };
-    let call = |operation: &'static str, result: Result<(), ApiError>| {
+    let call = |operation: &'static str, result: Result<(), FirecrackerError>| {
         result.map_err(|source| (operation, source))
     };
     let configure = async {
         call(
             "PUT /machine-config",
-            client.put_machine_config(spec.vcpus, spec.memory_mib).await,
-        )?;
-        call(
-            "PUT /boot-source",
-            client.put_boot_source(kernel, &spec.kernel_args).await,
-        )?;
-        call(
-            "PUT /drives/rootfs",
             client
-                .put_drive("rootfs", rootfs, true, spec.read_only)
+                .put_machine_config(&MachineConfig::new(spec.vcpus, spec.memory_mib.into()))
                 .await,
         )?;
+        let boot_source = BootSource {
+            kernel_image_path: path_string(kernel),
+            boot_args: Some(spec.kernel_args.clone()),
+            initrd_path: None,
+        };
+        call(
+            "PUT /boot-source",
+            client.put_boot_source(&boot_source).await,
+        )?;
+        let drive = Drive::from_file("rootfs", &path_string(rootfs), true, spec.read_only);
+        call("PUT /drives/rootfs", client.put_drive(&drive).await)?;
         if let Some(network) = &spec.network {
+            let mut interface = NetworkInterface::new("eth0", &network.tap_name);
+            interface.guest_mac = network.guest_mac.clone();
             call(
                 "PUT /network-interfaces/eth0",
-                client
-                    .put_network_interface("eth0", &network.tap_name, network.guest_mac.as_deref())
-                    .await,
+                client.put_network_interface(&interface).await,
             )?;
         }
-        call(
-            "PUT /actions InstanceStart",
-            client.action("InstanceStart").await,
-        )?;
+        call("PUT /actions InstanceStart", client.instance_start().await)?;
         client
             .instance_info()
             .await
             .map_err(|source| ("GET /", source))
     };
 
-    let mut exit_watch = exit_rx.clone();
     let outcome = tokio::select! {
         outcome = configure => outcome,
         _ = exit_watch.wait_for(Option::is_some) => {
@@ -449,11 +452,11 @@ async fn bring_up(
         }
     };
     match outcome {
-        Ok(info) if info.state == "Running" => Ok(()),
+        Ok(info) if info.state == InstanceState::Running => Ok(()),
         Ok(info) => Err(BringUpFailure::Error(VmmError::NotRunning {
             service: service.clone(),
             vm_id: spec.vm_id.clone(),
-            state: info.state,
+            state: format!("{:?}", info.state),
         })),
         Err((operation, source)) => {
             // A request that failed because the process died is reported as that exit.
@@ -471,4 +474,9 @@ async fn bring_up(
             }))
         }
     }
+}
+
+/// Paths are validated as UTF-8 in [`VmSpec::validate`], so nothing is lost here.
+fn path_string(path: &Path) -> String {
+    path.to_string_lossy().into_owned()
 }

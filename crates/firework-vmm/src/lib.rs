@@ -5,7 +5,6 @@
 //! [`VmRuntime::open`] scans the records and adopts live VMs; [`VmRuntime::start`] and
 //! [`VmRuntime::stop`] run the launch and stop sequences; crashes arrive as [`VmEvent`]s.
 
-pub mod api;
 pub mod config;
 pub mod error;
 pub mod jailer;

@@ -27,7 +27,7 @@ pub struct ProcStat {
     pub start_time_ticks: u64,
 }
 
-/// What `/proc` shows for a recorded process.
+/// State of a recorded process according to `/proc`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Liveness {
     /// Alive, same start time, and its command line names the expected API socket.
@@ -185,7 +185,7 @@ pub fn find_processes(matches: impl Fn(&[OsString]) -> bool) -> Vec<i32> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -242,6 +242,7 @@ mod tests {
             .spawn();
         let mut child = child.unwrap();
         let pid = child.id() as i32;
+        wait_for_exec(pid);
         let id = ProcessIdentity::of(pid).unwrap();
         let args = read_cmdline(pid).unwrap();
         let liveness = id.check(Path::new("/tmp/a.sock"), "vm-1");
@@ -258,6 +259,19 @@ mod tests {
             "{other_vm:?}"
         );
         assert_eq!(id.check(Path::new("/tmp/a.sock"), "vm-1"), Liveness::Gone);
+    }
+
+    /// Waits until the child's command line is readable: the parent of a vfork-style spawn
+    /// resumes before the kernel has set up the new program's arguments.
+    pub(crate) fn wait_for_exec(pid: i32) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while read_cmdline(pid).map(|a| a.is_empty()).unwrap_or(true) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "pid {pid} never exec'd"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
     }
 
     #[test]

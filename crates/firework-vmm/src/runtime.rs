@@ -68,7 +68,7 @@ pub struct CleanedVm {
     pub vm_id: String,
     /// State the record had before the scan.
     pub previous_state: RecordState,
-    /// Why the VM was not adopted.
+    /// Reason the VM was not adopted.
     pub reason: String,
 }
 
@@ -444,7 +444,7 @@ impl Shared {
                 return;
             }
             Ok(StaleCheck::NotASocket) => {
-                tracing::warn!(service = %record.service, vm_id = %record.vm_id, path = %record.socket_path.display(), "api socket path holds a file that is not a socket, left in place");
+                tracing::warn!(service = %record.service, vm_id = %record.vm_id, path = %record.socket_path.display(), "api socket path contains a file that is not a socket, left in place");
             }
             Err(e) => {
                 tracing::warn!(service = %record.service, vm_id = %record.vm_id, path = %record.socket_path.display(), error = %e, "failed to remove api socket");
@@ -530,7 +530,7 @@ fn spawn_log_capper(inner: Weak<Inner>) -> AbortHandle {
     task.abort_handle()
 }
 
-/// The exit receiver of a VM, for start and stop.
+/// Returns how the VM process ended, once its watcher has published it.
 pub(crate) fn current_exit(entry: &Entry) -> Option<crate::record::ExitInfo> {
     entry.exit.as_ref().and_then(|rx| rx.borrow().clone())
 }

@@ -13,7 +13,7 @@ use crate::process::{find_processes, has_flag_value};
 /// Longest path that fits into `sockaddr_un.sun_path` with its terminating NUL.
 pub const MAX_SOCKET_PATH_LEN: usize = 107;
 
-/// Which process a socket path belongs to, for the checks that remove a stale socket.
+/// The expected owner of a socket path, for the checks that remove a stale socket.
 #[derive(Debug, Clone)]
 pub struct SocketClaim<'a> {
     /// The socket path on the host.
@@ -26,9 +26,10 @@ pub struct SocketClaim<'a> {
 }
 
 /// Returns a description of a live owner of the socket, or `None` when no live process
-/// owns it. The checks, in order: a connection is accepted; `/proc/net/unix` lists a socket
-/// bound to the path (this also covers a process between `bind` and `listen`); a process
-/// command line names the socket. The last check covers a process that has not bound yet.
+/// owns it. The first check connects to the socket. The second looks for a socket bound to
+/// the path in `/proc/net/unix`, which also finds a process between `bind` and `listen`.
+/// The third looks for a command line naming the socket, which finds a process that has not
+/// bound yet.
 pub fn find_live_owner(claim: &SocketClaim<'_>) -> Option<String> {
     match UnixStream::connect(claim.host_path) {
         Ok(_) => return Some("a process accepts connections on it".to_owned()),
@@ -54,16 +55,16 @@ fn listed_in_proc_net_unix(path: &Path) -> bool {
     let Ok(table) = fs::read_to_string("/proc/net/unix") else {
         return false;
     };
-    let wanted = path.as_os_str().to_string_lossy();
+    let expected = path.as_os_str().to_string_lossy();
     // Columns: Num RefCount Protocol Flags Type St Inode [Path]; the path is the eighth.
     table
         .lines()
         .skip(1)
         .filter_map(|line| line.split_ascii_whitespace().nth(7))
-        .any(|bound| bound == wanted)
+        .any(|bound| bound == expected)
 }
 
-/// What [`remove_if_stale`] found.
+/// Outcome of [`remove_if_stale`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StaleCheck {
     /// Nothing exists at the path.
@@ -180,6 +181,7 @@ mod tests {
             .arg(&path)
             .spawn()
             .unwrap();
+        crate::process::tests::wait_for_exec(child.id() as i32);
         let check = remove_if_stale(&claim(&path));
         child.kill().unwrap();
         child.wait().unwrap();

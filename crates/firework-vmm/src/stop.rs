@@ -8,13 +8,13 @@ use nix::sys::signal::Signal;
 use tokio::time::{Instant, timeout_at};
 use tracing::Instrument;
 
-use crate::api::ApiClient;
 use crate::error::VmmError;
 use crate::monitor::ExitReceiver;
 use crate::process::ProcessIdentity;
 use crate::record::RecordState;
 use crate::runtime::{VmRuntime, current_exit};
 use crate::spec::validate_service_name;
+use firework_firecracker::FirecrackerClient;
 
 /// Durations of the stop sequence.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,7 +50,7 @@ pub enum StopStep {
     Sigkill,
 }
 
-/// Why the stop sequence failed.
+/// Failure of the stop sequence.
 #[derive(Debug)]
 pub enum StopFailure {
     /// Sending a signal failed for a reason other than the process being gone.
@@ -59,7 +59,7 @@ pub enum StopFailure {
     StillAlive,
 }
 
-/// The process being stopped, as the stop sequence sees it.
+/// The operations the stop sequence needs on the process being stopped.
 pub trait StopTarget {
     /// Whether the process has already exited.
     fn has_exited(&self) -> bool;
@@ -128,7 +128,7 @@ struct VmProcess {
     identity: ProcessIdentity,
     cmdline_socket: std::path::PathBuf,
     vm_id: String,
-    client: ApiClient,
+    client: FirecrackerClient,
     exit: Option<ExitReceiver>,
 }
 
@@ -141,7 +141,7 @@ impl StopTarget for VmProcess {
     }
 
     async fn ctrl_alt_del(&self) -> bool {
-        match self.client.action("SendCtrlAltDel").await {
+        match self.client.send_ctrl_alt_del().await {
             Ok(()) => true,
             Err(e) => {
                 tracing::warn!(error = %e, "SendCtrlAltDel failed");
@@ -217,7 +217,8 @@ impl VmRuntime {
             identity,
             cmdline_socket: record.cmdline_socket.clone(),
             vm_id: record.vm_id.clone(),
-            client: ApiClient::new(&record.socket_path, shared.config.api_timeout),
+            client: FirecrackerClient::new(&record.socket_path)
+                .with_timeout(shared.config.api_timeout),
             exit: entry.exit.clone(),
         };
         let step = run_stop_sequence(&process, shared.config.stop)
