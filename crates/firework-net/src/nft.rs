@@ -18,7 +18,8 @@
 //!   API port and to 169.254.0.0/16 on the host.
 //!
 //! Table `bridge firework` (isolation only): `forward` drops frames bridged between
-//! two Firework TAPs unless the two services are linked.
+//! two Firework TAPs unless the two services are linked, and `prerouting` drops IPv4
+//! and ARP from a TAP whose source is not the guest's assigned address.
 
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
@@ -115,6 +116,10 @@ fn rule(family: &str, chain: &str, comment: Option<&str>, expr: Vec<Value>) -> V
 
 fn equals(left: Value, right: Value) -> Value {
     json!({ "match": { "op": "==", "left": left, "right": right } })
+}
+
+fn not_equals(left: Value, right: Value) -> Value {
+    json!({ "match": { "op": "!=", "left": left, "right": right } })
 }
 
 fn meta(key: &str) -> Value {
@@ -373,6 +378,31 @@ fn add_isolation(commands: &mut Vec<Value>, plan: &NetworkPlan, services: &[Rule
     let bridge_family = "bridge";
     commands.push(json!({ "add": table(bridge_family) }));
     commands.push(chain(bridge_family, "forward", "filter", "forward", 0));
+    commands.push(chain(
+        bridge_family,
+        "prerouting",
+        "filter",
+        "prerouting",
+        0,
+    ));
+
+    // A guest may only send IPv4 and ARP from its assigned address, so it cannot pass
+    // as a linked guest in the routed rules above.
+    for service in services {
+        let address = json!(service.address.to_string());
+        for field in [("ip", "saddr"), ("arp", "saddr ip")] {
+            commands.push(rule(
+                bridge_family,
+                "prerouting",
+                Some(&format!("service {} source address", service.name)),
+                vec![
+                    equals(meta("iifname"), json!(service.tap)),
+                    not_equals(payload(field.0, field.1), address.clone()),
+                    verdict("drop"),
+                ],
+            ));
+        }
+    }
     for (from, to) in &pairs {
         let (Some(from), Some(to)) = (by_name(from), by_name(to)) else {
             continue;

@@ -464,3 +464,41 @@ fn udp_port_forward_carries_datagrams() {
         "UDP passed a TCP-only forward: {tcp_only:?}"
     );
 }
+
+#[test]
+fn spoofed_source_address_is_dropped() {
+    if skip_unless_root("spoofed_source_address_is_dropped") {
+        return;
+    }
+    let net = topology("spoof");
+    let _host_server = Server::start(&net.host, "host", 7071);
+    let own = format!("{}/24", net.other_address);
+
+    // Positive control with the assigned address.
+    assert_eq!(
+        fetch_with_retry(&net.other.ns, "10.77.0.1:7071", 3).unwrap(),
+        format!("host saw {}", net.other_address)
+    );
+
+    // The same guest with an address it was not given reaches nothing.
+    net.other.ns.ip(&["addr", "flush", "dev", "eth0"]);
+    net.other
+        .ns
+        .ip(&["addr", "add", "10.77.0.250/24", "dev", "eth0"]);
+    net.other
+        .ns
+        .ip(&["route", "add", "default", "via", "10.77.0.1"]);
+    let spoofed = fetch(&net.other.ns, "10.77.0.1:7071", Duration::from_secs(2));
+    assert!(spoofed.is_err(), "spoofed source got through: {spoofed:?}");
+
+    // Back on its own address, it works again.
+    net.other.ns.ip(&["addr", "flush", "dev", "eth0"]);
+    net.other.ns.ip(&["addr", "add", &own, "dev", "eth0"]);
+    net.other
+        .ns
+        .ip(&["route", "add", "default", "via", "10.77.0.1"]);
+    assert_eq!(
+        fetch_with_retry(&net.other.ns, "10.77.0.1:7071", 3).unwrap(),
+        format!("host saw {}", net.other_address)
+    );
+}
