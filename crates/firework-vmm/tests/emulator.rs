@@ -329,3 +329,57 @@ async fn log_cap_rotates_live_log() {
     assert!(live <= 512, "live log has {live} bytes");
     runtime.stop("web").await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interrupted_start_killed_at_scan() {
+    let Some(fx) = Fixture::new() else { return };
+    let (runtime, _events, _) = VmRuntime::open(fx.config()).await.unwrap();
+    runtime.start(fx.spec("recorded")).await.unwrap();
+    runtime.start(fx.spec("unrecorded")).await.unwrap();
+    for status in runtime.list().await {
+        fx.guard.track(status.pid.unwrap());
+    }
+    drop(runtime);
+
+    // "recorded": the agent stopped after recording the pid but before InstanceStart
+    // finished. "unrecorded": it stopped between the spawn and the record write.
+    let record_path = |service: &str| fx.state_dir().join(format!("vms/{service}/record.json"));
+    let mut recorded = VmRecord::read("recorded", &record_path("recorded")).unwrap();
+    recorded.state = RecordState::Starting;
+    recorded.write_atomic(&record_path("recorded")).unwrap();
+    let mut unrecorded = VmRecord::read("unrecorded", &record_path("unrecorded")).unwrap();
+    let unrecorded_process = unrecorded.process.take().unwrap();
+    unrecorded.state = RecordState::Starting;
+    unrecorded.write_atomic(&record_path("unrecorded")).unwrap();
+
+    let (_runtime, _events, report) = VmRuntime::open(fx.config()).await.unwrap();
+    assert!(report.adopted.is_empty(), "{:?}", report.adopted);
+    let reasons: Vec<(String, String)> = report
+        .cleaned
+        .iter()
+        .map(|c| (c.service.clone(), c.reason.clone()))
+        .collect();
+    assert_eq!(
+        reasons,
+        vec![
+            (
+                "recorded".to_owned(),
+                format!(
+                    "process {} was killed because the agent stopped during the start phase",
+                    recorded.process.unwrap().pid
+                )
+            ),
+            (
+                "unrecorded".to_owned(),
+                format!(
+                    "unrecorded process {} naming the vm socket was killed",
+                    unrecorded_process.pid
+                )
+            ),
+        ]
+    );
+    assert!(recorded.process.unwrap().has_ended());
+    assert!(unrecorded_process.has_ended());
+    assert!(!recorded.socket_path.exists());
+    assert!(!unrecorded.socket_path.exists());
+}
