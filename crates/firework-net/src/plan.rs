@@ -98,6 +98,12 @@ impl NetworkPlan {
                 source,
             })?;
         }
+        if self.out_interface.as_deref() == Some(self.bridge.as_str()) {
+            return Err(NetError::InvalidPlan(format!(
+                "out_interface {:?} is the guest bridge; name the host's uplink instead",
+                self.bridge
+            )));
+        }
         if self.subnet.prefix_len() > 30 {
             return Err(NetError::InvalidPlan(format!(
                 "subnet {} leaves no guest address; use a prefix of /30 or shorter",
@@ -144,12 +150,31 @@ impl NetworkPlan {
                         forward.host_port, forward.vm_port, service.name
                     )));
                 }
+                if forward.protocol == Protocol::Tcp
+                    && Some(forward.host_port) == self.agent_api_port
+                {
+                    return Err(NetError::InvalidPlan(format!(
+                        "host port {} of service {:?} is the agent API port",
+                        forward.host_port, service.name
+                    )));
+                }
                 let key = (forward.host_port, forward.protocol);
                 if let Some(other) = host_ports.insert(key, &service.name) {
                     return Err(NetError::InvalidPlan(format!(
                         "host port {}/{} is forwarded by both {other:?} and {:?}",
                         forward.host_port, forward.protocol, service.name
                     )));
+                }
+            }
+        }
+        for service in &self.services {
+            for target in &service.links {
+                if !names.contains(target.as_str()) {
+                    tracing::warn!(
+                        service = %service.name,
+                        link = %target,
+                        "link target has no network on this node; the link opens nothing"
+                    );
                 }
             }
         }

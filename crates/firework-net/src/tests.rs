@@ -347,6 +347,26 @@ async fn invalid_plans_are_rejected_before_any_change() {
         "invalid network plan: gateway 10.77.0.255 is not a host address of subnet 10.77.0.0/24"
     );
 
+    let mut api_clash = service("a");
+    api_clash.port_forwards.push(PortForward {
+        host_port: 8080,
+        vm_port: 80,
+        protocol: Protocol::Tcp,
+    });
+    let err = manager.apply(&plan(vec![api_clash])).await.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "invalid network plan: host port 8080 of service \"a\" is the agent API port"
+    );
+
+    let mut out_is_bridge = plan(vec![]);
+    out_is_bridge.out_interface = Some("fwbr0".into());
+    let err = manager.apply(&out_is_bridge).await.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "invalid network plan: out_interface \"fwbr0\" is the guest bridge; name the host's uplink instead"
+    );
+
     let mut long_tap = service("a");
     long_tap.tap_name = Some("this-name-is-too-long".into());
     let err = manager.apply(&plan(vec![long_tap])).await.unwrap_err();
