@@ -404,7 +404,7 @@ fn logger_path_and_level_checked() {
     emulator.put_ok(
         "/logger",
         &format!(
-            r#"{{"log_path":"{}","level":"warn","show_level":true}}"#,
+            r#"{{"log_path":"{}","level":"warning","show_level":true}}"#,
             log.display()
         ),
     );

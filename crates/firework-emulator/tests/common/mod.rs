@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod openapi;
+
 pub const BINARY: &str = env!("CARGO_BIN_EXE_fc-emulator");
 
 /// A reply as read from the socket.
@@ -157,8 +159,19 @@ impl Emulator {
         }
     }
 
+    /// Sends a request and checks the exchange against the OpenAPI file when it is present,
+    /// so every reply in every socket test is held to the contract.
     pub fn request(&self, method: &str, path: &str, body: Option<&str>) -> RawResponse {
-        request(&self.socket, method, path, body)
+        let response = request(&self.socket, method, path, body);
+        if let Some(spec) = openapi::spec()
+            && let Err(errors) = openapi::check(spec, method, path, body, &response)
+        {
+            panic!(
+                "{method} {path} breaks the OpenAPI contract ({}): {errors:#?}",
+                response.status
+            );
+        }
+        response
     }
 
     pub fn put(&self, path: &str, body: &str) -> RawResponse {
