@@ -1,8 +1,8 @@
 //! Git token authentication over HTTPS against a loopback TLS server.
 //!
 //! The Git client trusts the system certificates, which `SSL_CERT_FILE` replaces. A test
-//! cannot set that variable for its own process safely, so the outer test generates a
-//! self-signed certificate and runs the inner test in a child process with the variable set.
+//! cannot set that variable for its own process safely, so the outer test creates a test CA
+//! and a server certificate and runs the inner test in a child process with the variable set.
 
 #![allow(clippy::unwrap_used)]
 
@@ -22,7 +22,7 @@ use tokio_rustls::rustls;
 use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
-/// The folder holding `cert.pem` and `key.pem`, set only in the child process.
+/// The folder that contains `cert.pem` and `key.pem`, set only in the child process.
 const TLS_DIR_ENV: &str = "FIREWORK_STORE_TEST_TLS_DIR";
 const TOKEN: &str = "ghp-test-token-0123";
 
