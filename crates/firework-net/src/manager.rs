@@ -254,6 +254,15 @@ impl<B: NetworkBackend> NetworkManager<B> {
             let Some(record) = state.services.get(service) else {
                 continue;
             };
+            // A service of the current plan may have taken over this TAP by name.
+            let in_use = state
+                .services
+                .iter()
+                .any(|(other, other_record)| other != service && other_record.tap == record.tap);
+            if in_use {
+                state.services.remove(service);
+                continue;
+            }
             match self.delete_tap(&record.tap).await {
                 Ok(()) => {
                     info!(service = %service, interface = %record.tap, "removed service network");
@@ -267,6 +276,9 @@ impl<B: NetworkBackend> NetworkManager<B> {
         }
         let orphans = std::mem::take(&mut state.orphan_taps);
         for tap in orphans {
+            if state.services.values().any(|record| record.tap == tap) {
+                continue;
+            }
             if let Err(err) = self.delete_tap(&tap).await {
                 warn!(interface = %tap, error = %err, "failed to remove orphaned TAP device");
                 state.orphan_taps.push(tap);

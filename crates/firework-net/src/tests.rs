@@ -463,3 +463,21 @@ async fn remove_service_keeps_the_others() {
     assert!(bridge.contains(&applied.services["db"].tap), "{bridge}");
     assert!(!bridge.contains(&applied.services["web"].tap), "{bridge}");
 }
+
+#[tokio::test]
+async fn tap_taken_over_by_new_service_survives() {
+    let (manager, dir) = manager();
+    let first = manager.apply(&plan(vec![service("old")])).await.unwrap();
+    let tap = first.services["old"].tap.clone();
+
+    let mut new = service("new");
+    new.tap_name = Some(tap.clone());
+    let second = manager.apply(&plan(vec![new])).await.unwrap();
+    assert_eq!(second.services["new"].tap, tap);
+    assert!(
+        manager.backend().links.lock().unwrap().contains_key(&tap),
+        "TAP {tap} deleted"
+    );
+    let state = NetworkState::load(dir.path()).unwrap();
+    assert_eq!(state.services.keys().collect::<Vec<_>>(), vec!["new"]);
+}
