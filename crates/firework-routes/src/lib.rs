@@ -1,0 +1,65 @@
+//! Traefik file-provider routes for the services of a Firework node and its peers.
+//!
+//! The agent calls [`RouteSync::sync`] after each reconcile with this node's services
+//! ([`LocalRoute`], built by [`local_routes`] from the desired services and the guest IPs
+//! it assigned) and the peers' services ([`RemoteNodeRoutes`], built by
+//! [`RemoteNodeRoutes::from_node_config`], or [`RemoteNodeRoutes::unknown`] for a peer
+//! whose config could not be read). The call is blocking file I/O; from async code run it
+//! on `tokio::task::spawn_blocking`.
+//!
+//! ```no_run
+//! use std::collections::BTreeMap;
+//! use firework_routes::{RemoteNodeRoutes, RouteSync, local_routes};
+//! # fn example(
+//! #     services: &[firework_model::Service],
+//! #     peers: &[(String, firework_model::NodeConfig)],
+//! # ) -> Result<(), firework_routes::RoutesError> {
+//! let routes = RouteSync::new("/etc/traefik/dynamic", "web", Some("example.com"))?;
+//! let guest_ips = BTreeMap::new(); // service name -> assigned guest IP
+//! let local = local_routes(services, &guest_ips);
+//! let remote: Vec<_> = peers
+//!     .iter()
+//!     .map(|(node, config)| RemoteNodeRoutes::from_node_config(node, config))
+//!     .collect();
+//! let report = routes.sync(&local, &remote)?;
+//! println!("wrote {:?}, deleted {:?}", report.written, report.deleted);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Files
+//!
+//! One file per routed service: `firework-local-<service>.yaml` with router and service
+//! `fw-local-<service>` pointing at `http://<guest_ip>:<backend port>`, and
+//! `firework-remote-<node>_<service>.yaml` with `fw-remote-<node>_<service>` pointing at
+//! `http://<peer host_ip>:<first host_port>`. The rule is ``Host(`<host>`)`` where the
+//! host is `metadata.host`, or `<metadata.subdomain>.<ingress_domain>`. The first line of
+//! every file marks it as Firework's; only files with a Firework name prefix and that line
+//! are ever rewritten or deleted, so an operator's files in the same directory survive.
+//!
+//! # Rules
+//!
+//! * Local routes are strict: invalid routing keys, a routed service without guest IP or
+//!   backend port, two local services with one host name, or a route file name taken by a
+//!   file Firework did not write fail the sync before any file changes.
+//! * Remote routes are best effort: peers are visited in node-name order and services in
+//!   name order. A route is skipped (and listed in [`SyncReport::skipped`]) for invalid
+//!   keys, a peer without `host_ip`, a service without port forward, or a host name
+//!   already claimed. Local routes claim their host names first.
+//! * A peer passed as unknown keeps its existing files unchanged.
+//! * Each file is written to a temporary `.firework-*.tmp` file, flushed and renamed into
+//!   place, so Traefik never reads a partial file; files whose bytes are unchanged are not
+//!   rewritten. Stale files are deleted only after all new files are in place.
+
+mod error;
+mod files;
+mod hostname;
+mod render;
+mod route;
+mod sync;
+
+pub use error::{RouteError, RoutesError};
+pub use hostname::{RouteKeys, normalize_domain};
+pub use render::{LOCAL_FILE_PREFIX, OWNERSHIP_MARKER, REMOTE_FILE_PREFIX};
+pub use route::{LocalRoute, PeerServices, RemoteNodeRoutes, RemoteService, local_routes};
+pub use sync::{RouteSync, SkippedRoute, SyncReport};
