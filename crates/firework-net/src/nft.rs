@@ -461,12 +461,13 @@ fn add_isolation(commands: &mut Vec<Value>, plan: &NetworkPlan, services: &[Rule
 /// Builds the ruleset for `plan` with the given TAP names and guest addresses.
 ///
 /// `bindings` maps a service name to its TAP name and guest address. Services of the
-/// plan without a binding are left out.
+/// plan without a binding are left out. Rules follow service names in sorted order,
+/// so the order of `plan.services` does not change the ruleset.
 pub fn build_ruleset(
     plan: &NetworkPlan,
     bindings: &std::collections::BTreeMap<String, (String, Ipv4Addr)>,
 ) -> Ruleset {
-    let services: Vec<RulesetService<'_>> = plan
+    let mut services: Vec<RulesetService<'_>> = plan
         .services
         .iter()
         .filter_map(|service| {
@@ -480,5 +481,6 @@ pub fn build_ruleset(
             })
         })
         .collect();
+    services.sort_by(|a, b| a.name.cmp(b.name));
     build(plan, &services)
 }

@@ -481,3 +481,27 @@ async fn tap_taken_over_by_new_service_survives() {
     let state = NetworkState::load(dir.path()).unwrap();
     assert_eq!(state.services.keys().collect::<Vec<_>>(), vec!["new"]);
 }
+
+#[tokio::test]
+async fn service_order_does_not_change_ruleset() {
+    let (manager, _dir) = manager();
+    let mut web = service("web");
+    web.port_forwards.push(PortForward {
+        host_port: 80,
+        vm_port: 8080,
+        protocol: Protocol::Tcp,
+    });
+    let mut db = service("db");
+    db.port_forwards.push(PortForward {
+        host_port: 5432,
+        vm_port: 5432,
+        protocol: Protocol::Tcp,
+    });
+    manager
+        .apply(&plan(vec![web.clone(), db.clone()]))
+        .await
+        .unwrap();
+    let first = manager.backend().last_ruleset();
+    manager.apply(&plan(vec![db, web])).await.unwrap();
+    assert_eq!(manager.backend().last_ruleset(), first);
+}
