@@ -3,7 +3,7 @@
 //! HTTP server; only the runtime loop needs the `lambda` feature.
 //!
 //! Unlike the server, a Lambda function runs the render inside the invocation (it may be
-//! frozen after replying), so a push is answered once it is published. Direct invocations
+//! frozen after replying), so the reply to a push is sent once it is published. Direct invocations
 //! with a bare push payload are refused: they would bypass the signature check.
 
 use base64::Engine as _;
@@ -14,7 +14,7 @@ use crate::run::{RunConfig, run};
 use crate::serve::error_chain;
 use crate::serve::webhook::{WebhookCore, WebhookHeaders};
 
-/// What kind of event arrived.
+/// The kind of a Lambda event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EventKind {
     /// EventBridge scheduled event (`source` is `aws.events`).
@@ -54,7 +54,7 @@ pub enum LambdaError {
 pub struct Handler {
     /// Webhook decisions.
     pub core: WebhookCore,
-    /// What a run does.
+    /// The run configuration.
     pub config: RunConfig,
     /// Largest accepted body.
     pub max_body_bytes: usize,

@@ -10,7 +10,7 @@ use firework_model::service::Protocol;
 use crate::diag;
 use crate::tenant::Expanded;
 
-/// What the validation checks beyond the always-on rules.
+/// Validation settings beyond the rules that always apply.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ValidateOptions {
     /// Placement comes from the scheduler, so host ports are not checked per node type.
@@ -45,7 +45,7 @@ pub fn validate(services: &[Expanded], options: ValidateOptions, findings: &mut 
                 "duplicate-name",
                 file,
                 "name",
-                format!("service {name}: duplicate service name, also defined by {first}"),
+                format!("duplicate service name: {name} (also defined by {first})"),
             ));
         } else {
             first_file.insert(name, file);

@@ -270,7 +270,10 @@ pub async fn publish(
 
     for key in to_write {
         if matches!(target, Target::Object { .. })
-            && target.version(MANIFEST_KEY).await?.as_ref() != Some(&claimed)
+            && !target
+                .version(MANIFEST_KEY)
+                .await?
+                .is_some_and(|current| current.same_as(&claimed))
         {
             warn!(key = %key, "manifest changed during the run, stopping");
             return Err(PublishError::Superseded {

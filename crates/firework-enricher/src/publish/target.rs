@@ -39,6 +39,21 @@ pub enum Version {
     Object(UpdateVersion),
 }
 
+impl Version {
+    /// True when both name the same stored content. ETags are compared without quotes,
+    /// because a PUT response and a HEAD response may quote them differently.
+    pub fn same_as(&self, other: &Version) -> bool {
+        match (self, other) {
+            (Version::Hash(a), Version::Hash(b)) => a == b,
+            (Version::Object(a), Version::Object(b)) => match (&a.e_tag, &b.e_tag) {
+                (Some(x), Some(y)) => x.trim_matches('"') == y.trim_matches('"'),
+                _ => a.version.is_some() && a.version == b.version,
+            },
+            _ => false,
+        }
+    }
+}
+
 /// A publish destination.
 #[derive(Debug, Clone)]
 pub enum Target {
@@ -261,7 +276,12 @@ impl Target {
             Target::Local(dir) => {
                 // The caller holds the directory lock; compare and write under it.
                 let current = self.version(key).await?;
-                if current.as_ref() != expected {
+                let unchanged = match (&current, expected) {
+                    (None, None) => true,
+                    (Some(current), Some(expected)) => current.same_as(expected),
+                    _ => false,
+                };
+                if !unchanged {
                     return Err(PublishError::Conflict {
                         target: dir.display().to_string(),
                     });
@@ -291,10 +311,21 @@ impl Target {
                     )
                     .await
                 {
-                    Ok(result) => Ok(Version::Object(UpdateVersion {
-                        e_tag: result.e_tag,
-                        version: result.version,
-                    })),
+                    Ok(result) => {
+                        // Some S3 servers (Garage 2.5.0) ignore the condition. Reading the
+                        // object back catches a concurrent write that landed in between.
+                        if let Some((stored, _)) = self.get(key).await?
+                            && stored != bytes
+                        {
+                            return Err(PublishError::Conflict {
+                                target: url.clone(),
+                            });
+                        }
+                        Ok(Version::Object(UpdateVersion {
+                            e_tag: result.e_tag,
+                            version: result.version,
+                        }))
+                    }
                     Err(
                         object_store::Error::Precondition { .. }
                         | object_store::Error::AlreadyExists { .. },

@@ -1,4 +1,4 @@
-//! Runs renders one at a time. A trigger that arrives while a run is going waits; several
+//! Runs renders one at a time. A trigger that arrives during a run waits for it. Several
 //! waiting triggers collapse into one run, which fetches the branch tip and so includes
 //! every push.
 
@@ -10,7 +10,7 @@ use tracing::{Instrument, error, info, info_span};
 use super::metrics::Metrics;
 use crate::run::{RunConfig, run};
 
-/// Why a run was asked for.
+/// The reason for a run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Trigger {
     /// A push to the branch, with its `after` commit.
@@ -33,7 +33,7 @@ pub struct Runner {
 }
 
 impl Runner {
-    /// A runner for `config`.
+    /// Creates a runner for `config`.
     pub fn new(config: RunConfig, metrics: Arc<Metrics>) -> Arc<Runner> {
         Arc::new(Runner {
             pending: Mutex::new(None),
@@ -55,6 +55,14 @@ impl Runner {
         }
         drop(pending);
         self.notify.notify_one();
+    }
+
+    /// True when a trigger waits for the worker.
+    pub fn has_pending(&self) -> bool {
+        match self.pending.lock() {
+            Ok(guard) => guard.is_some(),
+            Err(poisoned) => poisoned.into_inner().is_some(),
+        }
     }
 
     /// Counts finished runs; tests and health checks wait on it.

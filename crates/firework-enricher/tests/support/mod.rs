@@ -1,0 +1,135 @@
+//! Test helpers: a Git repository on disk and `git daemon` serving it on loopback.
+
+#![allow(dead_code)]
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Copies the directory tree `from` into `to`.
+pub fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.path().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+/// The example input tree of the render tests.
+pub fn example_tree() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/example")
+}
+
+/// A repository under `<base>/repo.git`'s work tree `<base>/work`.
+#[derive(Debug)]
+pub struct Repo {
+    pub work: PathBuf,
+}
+
+fn git(dir: &Path, args: &[&str], date: Option<i64>) -> String {
+    let mut command = Command::new("git");
+    command
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_AUTHOR_NAME", "Test")
+        .env("GIT_AUTHOR_EMAIL", "test@example.invalid")
+        .env("GIT_COMMITTER_NAME", "Test")
+        .env("GIT_COMMITTER_EMAIL", "test@example.invalid")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_CONFIG_NOSYSTEM", "1");
+    if let Some(date) = date {
+        command
+            .env("GIT_AUTHOR_DATE", format!("@{date} +0000"))
+            .env("GIT_COMMITTER_DATE", format!("@{date} +0000"));
+    }
+    let output = command.output().expect("git runs");
+    assert!(
+        output.status.success(),
+        "git {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap().trim().to_string()
+}
+
+impl Repo {
+    /// Creates a repository with branch `main` in `dir`.
+    pub fn init(dir: &Path) -> Repo {
+        let work = dir.join("repo");
+        std::fs::create_dir_all(&work).unwrap();
+        git(&work, &["init", "-q", "-b", "main"], None);
+        Repo { work }
+    }
+
+    /// Commits everything with committer time `date`; returns the commit id.
+    pub fn commit(&self, message: &str, date: i64) -> String {
+        git(&self.work, &["add", "-A"], None);
+        git(
+            &self.work,
+            &["commit", "-q", "--allow-empty", "-m", message],
+            Some(date),
+        );
+        git(&self.work, &["rev-parse", "HEAD"], None)
+    }
+
+    /// Runs a git command in the work tree.
+    pub fn git(&self, args: &[&str]) -> String {
+        git(&self.work, args, None)
+    }
+}
+
+/// `git daemon` exporting the parent of a repository on a loopback port.
+#[derive(Debug)]
+pub struct Daemon {
+    child: Child,
+    pub port: u16,
+}
+
+impl Daemon {
+    /// Serves every repository below `base`; the URL of `base/<name>` is
+    /// `git://127.0.0.1:<port>/<name>`.
+    pub fn start(base: &Path) -> Daemon {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new("git")
+            .args([
+                "daemon",
+                "--reuseaddr",
+                "--export-all",
+                "--listen=127.0.0.1",
+                &format!("--port={port}"),
+                &format!("--base-path={}", base.display()),
+                &base.display().to_string(),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("git daemon starts");
+        let address: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(address).is_err() {
+            assert!(Instant::now() < deadline, "git daemon did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Daemon { child, port }
+    }
+
+    pub fn url(&self, name: &str) -> String {
+        format!("git://127.0.0.1:{}/{name}", self.port)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
