@@ -187,6 +187,7 @@ pub fn find_processes(matches: impl Fn(&[OsString]) -> bool) -> Vec<i32> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use std::os::unix::process::CommandExt;
 
     #[test]
     fn stat_with_odd_comm() {
@@ -239,6 +240,9 @@ pub(crate) mod tests {
                 "--id",
                 "vm-1",
             ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .process_group(0)
             .spawn();
         let mut child = child.unwrap();
         let pid = child.id() as i32;
@@ -247,7 +251,7 @@ pub(crate) mod tests {
         let args = read_cmdline(pid).unwrap();
         let liveness = id.check(Path::new("/tmp/a.sock"), "vm-1");
         let other_vm = id.check(Path::new("/tmp/a.sock"), "vm-2");
-        child.kill().unwrap();
+        kill_group(pid);
         child.wait().unwrap();
         assert!(
             has_flag_value(&args, "--api-sock", "/tmp/a.sock".as_ref()),
@@ -259,6 +263,15 @@ pub(crate) mod tests {
             "{other_vm:?}"
         );
         assert_eq!(id.check(Path::new("/tmp/a.sock"), "vm-1"), Liveness::Gone);
+    }
+
+    /// Kills the process group of a test child, so that its `sleep` dies with the shell.
+    pub(crate) fn kill_group(pid: i32) {
+        nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .unwrap();
     }
 
     /// Waits until the child's command line is readable: the parent of a vfork-style spawn

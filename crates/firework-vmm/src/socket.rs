@@ -101,6 +101,7 @@ pub fn remove_if_stale(claim: &SocketClaim<'_>) -> io::Result<StaleCheck> {
 mod tests {
     use super::*;
     use std::os::unix::net::{UnixDatagram, UnixListener};
+    use std::os::unix::process::CommandExt;
 
     fn claim(path: &Path) -> SocketClaim<'_> {
         SocketClaim {
@@ -179,11 +180,14 @@ mod tests {
             .arg("sleep 30; true")
             .arg("--api-sock")
             .arg(&path)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .process_group(0)
             .spawn()
             .unwrap();
         crate::process::tests::wait_for_exec(child.id() as i32);
         let check = remove_if_stale(&claim(&path));
-        child.kill().unwrap();
+        crate::process::tests::kill_group(child.id() as i32);
         child.wait().unwrap();
         assert_eq!(
             check.unwrap(),
