@@ -3,8 +3,8 @@
 use std::io;
 use std::path::PathBuf;
 
-/// Why one route cannot be written. For a local service it fails the whole sync; for a
-/// peer's service the route is skipped and reported in [`crate::SyncReport::skipped`].
+/// The reason one route cannot be written. For a local service it fails the whole sync.
+/// For a peer's service the route is skipped and reported in [`crate::SyncReport::skipped`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RouteError {
     /// The service name is not a DNS label, so it cannot become a file or router name.

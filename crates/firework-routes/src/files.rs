@@ -156,6 +156,8 @@ mod tests {
     fn temp_names_are_ignored_by_traefik() {
         let name = temp_name("firework-local-kibana.yaml");
         assert_eq!(name, ".firework-local-kibana.yaml.tmp");
-        assert!(!name.ends_with(".yaml") && !name.ends_with(".yml") && !name.ends_with(".toml"));
+        assert!(!name.ends_with(".yaml"));
+        assert!(!name.ends_with(".yml"));
+        assert!(!name.ends_with(".toml"));
     }
 }

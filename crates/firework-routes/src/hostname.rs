@@ -29,7 +29,7 @@ impl RouteKeys {
         }
     }
 
-    /// Reports whether the service asks for a route, that is whether either key is present,
+    /// Reports whether the service requests a route, that is whether either key is present,
     /// even with an empty value (an empty value is an error, not "unrouted").
     pub fn is_routed(&self) -> bool {
         self.host.is_some() || self.subdomain.is_some()

@@ -1,11 +1,12 @@
 //! Traefik file-provider routes for the services of a Firework node and its peers.
 //!
-//! The agent calls [`RouteSync::sync`] after each reconcile with this node's services
-//! ([`LocalRoute`], built by [`local_routes`] from the desired services and the guest IPs
-//! it assigned) and the peers' services ([`RemoteNodeRoutes`], built by
-//! [`RemoteNodeRoutes::from_node_config`], or [`RemoteNodeRoutes::unknown`] for a peer
-//! whose config could not be read). The call is blocking file I/O; from async code run it
-//! on `tokio::task::spawn_blocking`.
+//! The agent calls [`RouteSync::sync`] after each reconcile with two lists. This node's
+//! services are [`LocalRoute`]s, built by [`local_routes`] from the desired services and
+//! the guest IPs the agent assigned. The peers' services are [`RemoteNodeRoutes`], built
+//! by [`RemoteNodeRoutes::from_node_config`], or [`RemoteNodeRoutes::unknown`] for a peer
+//! whose config could not be read. The call does blocking file I/O, so async code runs
+//! it on `tokio::task::spawn_blocking`. Run one sync at a time per directory, because
+//! concurrent syncs share temporary file names.
 //!
 //! ```no_run
 //! use std::collections::BTreeMap;

@@ -6,16 +6,16 @@ use std::net::{IpAddr, SocketAddr};
 pub const LOCAL_FILE_PREFIX: &str = "firework-local-";
 /// File name prefix of remote route files.
 pub const REMOTE_FILE_PREFIX: &str = "firework-remote-";
-/// Extension of route files; Traefik's file provider loads `.yaml`, `.yml` and `.toml`.
+/// Extension of route files. Traefik's file provider loads `.yaml`, `.yml` and `.toml`.
 pub const FILE_SUFFIX: &str = ".yaml";
-/// Start of the first line of every file Firework writes; only files with it are deleted.
+/// Start of the first line of every file Firework writes. Only files with it are deleted.
 pub const OWNERSHIP_MARKER: &str = "# managed-by: firework-routes";
 
 /// Separates node and service in remote names. Service names are DNS labels and never
 /// contain `_`, so the last `_` splits a remote name unambiguously.
 const NODE_SERVICE_SEPARATOR: char = '_';
 
-/// Who a route file belongs to, as recorded in its ownership line.
+/// The owner of a route file, as recorded in its ownership line.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Owner {
     /// A service on this node.
@@ -25,7 +25,7 @@ pub enum Owner {
 }
 
 impl Owner {
-    /// The file name: `firework-local-<service>.yaml` or
+    /// Returns the file name: `firework-local-<service>.yaml` or
     /// `firework-remote-<node>_<service>.yaml`.
     pub fn file_name(&self) -> String {
         match self {
@@ -36,7 +36,7 @@ impl Owner {
         }
     }
 
-    /// The router and Traefik service name: `fw-local-<service>` or
+    /// Returns the router and Traefik service name: `fw-local-<service>` or
     /// `fw-remote-<node>_<service>`, so local and remote routes never share a name.
     pub fn router_name(&self) -> String {
         match self {
@@ -56,7 +56,7 @@ impl Owner {
         }
     }
 
-    /// Parses the ownership line of a file; `None` when the file is not Firework's.
+    /// Parses the ownership line of a file, or returns `None` when the file is not Firework's.
     pub fn parse(first_line: &str) -> Option<Owner> {
         let rest = first_line
             .strip_prefix(OWNERSHIP_MARKER)?

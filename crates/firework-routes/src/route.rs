@@ -82,12 +82,12 @@ impl RemoteService {
     }
 }
 
-/// What is known about a peer's services.
+/// The known state of a peer's services.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PeerServices {
     /// The peer's current node config was read.
     Listed(Vec<RemoteService>),
-    /// The peer's config could not be read; its existing route files are kept unchanged.
+    /// The peer's config could not be read, so its existing route files are kept unchanged.
     Unknown,
 }
 

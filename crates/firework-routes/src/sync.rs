@@ -12,7 +12,7 @@ use crate::files;
 use crate::render::{Owner, render};
 use crate::route::{LocalRoute, PeerServices, RemoteNodeRoutes};
 
-/// Longest file name most Linux file systems accept, in bytes.
+/// Maximum file name length in bytes on ext4, XFS and Btrfs.
 const MAX_FILE_NAME_LEN: usize = 255;
 
 /// Writes Traefik file-provider routes into one directory. See the crate documentation.
@@ -23,7 +23,7 @@ pub struct RouteSync {
     ingress_domain: Option<String>,
 }
 
-/// What one sync changed. File names are relative to the route directory, sorted.
+/// The changes of one sync. File names are relative to the route directory and sorted.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SyncReport {
     /// Files created or rewritten because their content changed.
@@ -45,7 +45,7 @@ pub struct SkippedRoute {
     pub node: String,
     /// The service name.
     pub service: String,
-    /// Why no route was written.
+    /// The reason no route was written.
     pub reason: RouteError,
 }
 
@@ -75,8 +75,8 @@ struct Planned {
 impl RouteSync {
     /// Creates a syncer for `dir`. `entry_point` names the Traefik entry point of every
     /// router (the agent's default is `web`). `ingress_domain` is the domain under which
-    /// `metadata.subdomain` routes are published; `None` or a blank value disables
-    /// subdomain routes (a routed local service with a subdomain then fails the sync).
+    /// `metadata.subdomain` routes are published. With `None` or a blank value, a routed
+    /// local service with a subdomain fails the sync and such peer routes are skipped.
     pub fn new(
         dir: impl Into<PathBuf>,
         entry_point: &str,
@@ -110,7 +110,7 @@ impl RouteSync {
         })
     }
 
-    /// The route directory.
+    /// Returns the route directory.
     pub fn dir(&self) -> &Path {
         &self.dir
     }
@@ -118,7 +118,7 @@ impl RouteSync {
     /// Brings the directory in line with `local` (this node's services) and `remote`
     /// (peers, not including this node).
     ///
-    /// Local routes are checked first; any problem returns an error before a file is
+    /// Local routes are checked first, and any problem returns an error before a file is
     /// touched. Remote routes are best effort and land in [`SyncReport::skipped`]. Then
     /// changed files are written atomically, unchanged ones are left alone, and Firework's
     /// files that no route accounts for are deleted, except those of unknown peers.
@@ -156,9 +156,9 @@ impl RouteSync {
             files::sync_dir(&self.dir)?;
         }
 
-        let wanted: BTreeSet<&str> = planned.iter().map(|file| file.file.as_str()).collect();
+        let planned_names: BTreeSet<&str> = planned.iter().map(|file| file.file.as_str()).collect();
         for (name, owner) in &scan.owned {
-            if wanted.contains(name.as_str()) {
+            if planned_names.contains(name.as_str()) {
                 continue;
             }
             if let Owner::Remote { node, .. } = owner
@@ -321,6 +321,7 @@ impl RouteSync {
         if !service.keys.is_routed() {
             return Ok(None);
         }
+
         names::check_service_name(&service.service).map_err(|rule| {
             RouteError::InvalidServiceName {
                 name: service.service.clone(),
@@ -332,6 +333,7 @@ impl RouteSync {
         };
         let ip: IpAddr = peer.host_ip.ok_or(RouteError::MissingHostIp)?;
         let port = service.host_port.ok_or(RouteError::MissingHostPort)?;
+
         if let Some(owner) = claimed.get(&host) {
             return Err(RouteError::HostClaimed {
                 host,
@@ -343,6 +345,7 @@ impl RouteSync {
             service: service.service.clone(),
         };
         let file = owner.file_name();
+
         if file.len() > MAX_FILE_NAME_LEN {
             return Err(RouteError::FileNameTooLong { file });
         }

@@ -1,6 +1,7 @@
 //! The Go firework's Traefik and ingress test vectors, run in place against this crate.
 //!
-//! Where our design differs on purpose the test checks our behaviour and says so: file names
+//! Where our design differs on purpose the test checks our behaviour and prints the
+//! difference. File names
 //! carry a `firework-local-`/`firework-remote-<node>_` prefix, so expected names are mapped
 //! and rule, entry point and backend URL are compared instead of router names. Files seeded
 //! into the directory by a vector were not written by Firework, so they survive; the stale
@@ -8,7 +9,7 @@
 //! the baseline and HEAD disagree (routed services without guest IP or backend port), HEAD's
 //! behaviour is implemented: the sync fails.
 
-// Helpers outside #[test] functions unwrap too; a panic there is a test failure.
+// Helpers outside #[test] functions unwrap too, because a panic there is a test failure.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -325,8 +326,8 @@ fn check_files(vector: &str, dir: &Path, expected: &Expected) {
 /// Runs a vector with one sync and either `expected.yaml` or `expected-error.txt`.
 ///
 /// A seeded `.yaml` file that the vector expects deleted is, in our design, the operator's
-/// and must survive. To check the deletion the vector means, a route of the same service is
-/// first created by a Firework sync; that file must be gone afterwards.
+/// and must survive. To check the deletion the vector means, a Firework sync first creates
+/// a route of the same service, and that file must be gone afterwards.
 fn run_single(name: &str) {
     let Some(root) = vectors_root() else { return };
     let vector = root.join(name);

@@ -1,6 +1,6 @@
 //! Route sync against a real directory: content, ownership, conflicts and atomicity.
 
-// Helpers outside #[test] functions unwrap too; a panic there is a test failure.
+// Helpers outside #[test] functions unwrap too, because a panic there is a test failure.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -809,4 +809,41 @@ fn partial_file_never_visible() {
         .filter(|name| !name.ends_with(".yaml"))
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+#[test]
+fn write_failure_then_converges() {
+    let temp = tempfile::tempdir().unwrap();
+    let routes = syncer(temp.path());
+    routes
+        .sync(&[local("old", "172.16.0.5", 80, "old.example.com")], &[])
+        .unwrap();
+    // A directory in place of a route file makes reading and renaming over it fail.
+    fs::create_dir(temp.path().join("firework-local-b.yaml")).unwrap();
+    let wanted = [
+        local("a", "172.16.0.2", 80, "a.example.com"),
+        local("b", "172.16.0.3", 80, "b.example.com"),
+    ];
+
+    let error = routes.sync(&wanted, &[]).unwrap_err();
+
+    assert!(
+        matches!(error, RoutesError::Io { ref path, .. } if path.ends_with("firework-local-b.yaml")),
+        "{error:?}"
+    );
+    assert!(
+        temp.path().join("firework-local-old.yaml").exists(),
+        "stale files are deleted only after every write succeeded"
+    );
+
+    fs::remove_dir(temp.path().join("firework-local-b.yaml")).unwrap();
+    let report = routes.sync(&wanted, &[]).unwrap();
+
+    assert_eq!(report.unchanged, ["firework-local-a.yaml"]);
+    assert_eq!(report.written, ["firework-local-b.yaml"]);
+    assert_eq!(report.deleted, ["firework-local-old.yaml"]);
+    assert_eq!(
+        names(temp.path()),
+        ["firework-local-a.yaml", "firework-local-b.yaml"]
+    );
 }

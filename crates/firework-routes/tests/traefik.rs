@@ -1,8 +1,8 @@
 //! Routes served by a real Traefik: the test starts Traefik on free loopback ports with the
 //! file provider watching a temporary directory, writes routes with `RouteSync` and sends
-//! requests through Traefik to small HTTP backends that answer with their own name.
+//! requests through Traefik to small HTTP backends that respond with their own name.
 
-// Helpers outside #[test] functions unwrap too; a panic there is a test failure.
+// Helpers outside #[test] functions unwrap too, because a panic there is a test failure.
 #![allow(clippy::unwrap_used)]
 
 use std::fs::{self, File};
@@ -17,7 +17,7 @@ use firework_routes::{
     LocalRoute, PeerServices, RemoteNodeRoutes, RemoteService, RouteKeys, RouteSync,
 };
 
-/// Traefik loads file-provider changes asynchronously; this bounds each wait.
+/// Upper bound of each wait, because Traefik loads file-provider changes asynchronously.
 const DEADLINE: Duration = Duration::from_secs(30);
 const POLL: Duration = Duration::from_millis(50);
 const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
@@ -88,7 +88,7 @@ impl Drop for Traefik {
     }
 }
 
-/// Starts an HTTP server on a free loopback port that answers every request with `name`.
+/// Starts an HTTP server on a free loopback port that responds to every request with `name`.
 fn start_backend(name: &'static str) -> u16 {
     let listener = TcpListener::bind((LOOPBACK, 0)).unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -113,7 +113,7 @@ fn start_backend(name: &'static str) -> u16 {
     port
 }
 
-/// Sends `GET <path>` with a Host header; returns status and body, or `None` when the
+/// Sends `GET <path>` with a Host header and returns status and body, or `None` when the
 /// connection fails.
 fn get(port: u16, host: &str, path: &str) -> Option<(u16, String)> {
     let mut stream = TcpStream::connect((LOOPBACK, port)).ok()?;
@@ -127,12 +127,12 @@ fn get(port: u16, host: &str, path: &str) -> Option<(u16, String)> {
     Some((status, body.to_string()))
 }
 
-/// Polls `host` through Traefik until the answer is `expected` or the deadline passes.
+/// Polls `host` through Traefik until the response is `expected` or the deadline passes.
 fn wait_for(traefik: &Traefik, port: u16, host: &str, expected: (u16, &str)) {
     wait_for_path(traefik, port, host, "/", expected);
 }
 
-/// Polls `path` on `host` until the answer is `expected` or the deadline passes.
+/// Polls `path` on `host` until the response is `expected` or the deadline passes.
 fn wait_for_path(traefik: &Traefik, port: u16, host: &str, path: &str, expected: (u16, &str)) {
     let start = Instant::now();
     let mut last = None;
@@ -147,7 +147,7 @@ fn wait_for_path(traefik: &Traefik, port: u16, host: &str, path: &str, expected:
         thread::sleep(POLL);
     }
     panic!(
-        "{host}{path}: expected {expected:?}, last answer {last:?} after {DEADLINE:?}\ntraefik log:\n{}",
+        "{host}{path}: expected {expected:?}, last response {last:?} after {DEADLINE:?}\ntraefik log:\n{}",
         traefik.log()
     );
 }
@@ -197,7 +197,7 @@ fn traefik_follows_route_files() {
         temp.path().join("traefik.log"),
     );
     wait_for_path(&traefik, api_port, "localhost", "/ping", (200, "OK"));
-    // Ping is served before the file provider has loaded; wait for the operator's route.
+    // Ping responds before the file provider has loaded, so wait for the operator's route.
     wait_for(&traefik, web_port, "op.example.test", (200, "backend-a"));
 
     let routes = RouteSync::new(&routes_dir, "web", Some("example.test")).unwrap();
@@ -234,7 +234,7 @@ fn traefik_follows_route_files() {
     assert_eq!(report.written, ["firework-local-app.yaml"]);
     wait_for(&traefik, web_port, "app.example.test", (200, "backend-b"));
 
-    // Delete: no routes left, so Traefik answers 404 for both hosts.
+    // Delete: no routes are left, so Traefik returns 404 for both hosts.
     let report = routes.sync(&[], &[]).unwrap();
     assert_eq!(
         report.deleted,

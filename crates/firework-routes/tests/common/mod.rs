@@ -1,6 +1,6 @@
 //! Helpers shared by the integration tests.
 
-// Helpers outside #[test] functions unwrap too; a panic there is a test failure.
+// Helpers outside #[test] functions unwrap too, because a panic there is a test failure.
 #![allow(clippy::unwrap_used)]
 #![allow(dead_code)]
 
@@ -12,7 +12,7 @@ use std::path::Path;
 use firework_model::service::{HealthCheck, HealthCheckType, PortForward, Protocol};
 use firework_model::{GoDuration, NetworkSpec, Service};
 
-/// A desired service with the fields routes read; the rest are placeholders.
+/// Builds a desired service with placeholders in the fields that routes do not read.
 pub fn service(name: &str) -> Service {
     Service {
         name: name.to_string(),
@@ -80,7 +80,7 @@ pub struct FileState {
     pub mtime_ns: i128,
 }
 
-/// Every entry of `dir` by name; a missing directory is empty.
+/// Records every entry of `dir` by name. A missing directory reads as empty.
 pub fn snapshot(dir: &Path) -> BTreeMap<String, FileState> {
     let mut out = BTreeMap::new();
     let Ok(entries) = fs::read_dir(dir) else {
