@@ -14,6 +14,8 @@
 //! - `forward` (filter, priority 0): lets established and port-forward traffic
 //!   through, and with isolation on drops routed guest-to-guest traffic that no link
 //!   allows and guest traffic to 169.254.0.0/16.
+//! - `guard` (filter prerouting, priority -150): drops packets from or to
+//!   127.0.0.0/8 that arrive on the bridge.
 //! - `input` (filter, priority 0, isolation only): drops guest traffic to the agent
 //!   API port and to 169.254.0.0/16 on the host.
 //!
@@ -170,8 +172,29 @@ pub(crate) fn build(plan: &NetworkPlan, services: &[RulesetService<'_>]) -> Rule
     commands.push(chain(ip, "output", "nat", "output", -100));
     commands.push(chain(ip, "postrouting", "nat", "postrouting", 100));
     commands.push(chain(ip, "forward", "filter", "forward", 0));
+    commands.push(chain(ip, "guard", "filter", "prerouting", -150));
     if plan.isolation {
         commands.push(chain(ip, "input", "filter", "input", 0));
+    }
+
+    // Firework sets route_localnet on its bridge so that loopback port forwards work.
+    // That also lets the host accept 127.0.0.0/8 arriving on the bridge, which would
+    // open services bound to loopback to guests, so such packets are dropped before
+    // DNAT and routing.
+    for field in ["daddr", "saddr"] {
+        commands.push(rule(
+            ip,
+            "guard",
+            Some("loopback addresses from guests"),
+            vec![
+                equals(meta("iifname"), json!(bridge)),
+                equals(
+                    payload(ip, field),
+                    json!({ "prefix": { "addr": "127.0.0.0", "len": 8 } }),
+                ),
+                verdict("drop"),
+            ],
+        ));
     }
 
     // Port forwards: DNAT for traffic to any local address, from outside and from

@@ -502,3 +502,45 @@ fn spoofed_source_address_is_dropped() {
         format!("host saw {}", net.other_address)
     );
 }
+
+#[test]
+fn guest_cannot_reach_host_loopback() {
+    if skip_unless_root("guest_cannot_reach_host_loopback") {
+        return;
+    }
+    let net = topology("lo");
+    let _host_server = Server::start(&net.host, "host", 7071);
+    // Firework sets route_localnet on its bridge for loopback port forwards, so the
+    // host would accept 127.0.0.0/8 from the bridge. Make the guest send there.
+    let guest = &net.other.ns;
+    guest.exec("sysctl", &["-qw", "net.ipv4.conf.eth0.route_localnet=1"]);
+    guest.ip(&[
+        "route",
+        "del",
+        "local",
+        "127.0.0.0/8",
+        "dev",
+        "lo",
+        "table",
+        "local",
+    ]);
+    guest.ip(&[
+        "route",
+        "add",
+        "127.1.2.3/32",
+        "via",
+        "10.77.0.1",
+        "dev",
+        "eth0",
+    ]);
+
+    assert_eq!(
+        fetch_with_retry(guest, "10.77.0.1:7071", 3).unwrap(),
+        format!("host saw {}", net.other_address)
+    );
+    let loopback = fetch(guest, "127.1.2.3:7071", Duration::from_secs(2));
+    assert!(
+        loopback.is_err(),
+        "guest reached the host's loopback: {loopback:?}"
+    );
+}
