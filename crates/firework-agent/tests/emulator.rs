@@ -99,7 +99,16 @@ fn create_update_delete_through_emulator() {
     node.reconcile();
     wait_converged(&node, &["alpha"]);
     assert!(wait_until(CONVERGE, || !alive(beta_pid)));
-    assert!(!node.path("state/vms/beta").exists());
+    assert!(
+        wait_until(CONVERGE, || !node.path("state/vms/beta").exists()),
+        "the vm directory of a deleted service must be removed"
+    );
+    assert!(
+        wait_until(CONVERGE, || node.status()["services"]
+            .as_array()
+            .is_some_and(|s| s.len() == 1)),
+        "status still lists beta"
+    );
 
     let status = node.status();
     assert_eq!(status["node"], "node-1");
@@ -127,6 +136,7 @@ fn killed_vm_is_recreated_with_same_revision() {
     );
     node.start_agent();
     let pids = wait_converged(&node, &["alpha", "beta"]);
+    assert!(wait_until(CONVERGE, || node.status()["revision"].is_string()));
     let revision = node.status()["revision"].clone();
 
     nix::sys::signal::kill(
@@ -193,7 +203,9 @@ fn bad_store_content_changes_nothing() {
         "services: [] did not stop the vms\nlog:\n{}",
         node.log()
     );
-    assert!(pids.values().all(|pid| !alive(*pid)));
+    assert!(wait_until(CONVERGE, || pids
+        .values()
+        .all(|pid| !alive(*pid))));
 }
 
 #[test]
