@@ -164,6 +164,15 @@ pub async fn published_files(target: &Target) -> Result<BTreeMap<String, Vec<u8>
     Ok(files)
 }
 
+/// Compares `files` with what the stored manifest lists, for `fireworkctl diff`.
+pub async fn diff_published(
+    target: &Target,
+    files: &BTreeMap<String, Vec<u8>>,
+) -> Result<Vec<FileChange>, PublishError> {
+    let published = published_files(target).await?;
+    Ok(diff_files(&published, files))
+}
+
 fn is_node_key(key: &str) -> bool {
     key.starts_with("nodes/") && key.ends_with(".yaml")
 }
