@@ -280,6 +280,64 @@ pub struct SerialBody {
     pub serial_out_path: Option<String>,
 }
 
+/// `PUT /snapshot/create` body.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SnapshotCreateBody {
+    pub snapshot_type: Option<SnapshotType>,
+    pub snapshot_path: String,
+    pub mem_file_path: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum SnapshotType {
+    Full,
+    Diff,
+}
+
+/// `PUT /snapshot/load` body. Exactly one of `mem_file_path` (deprecated) and
+/// `mem_backend` must be set, which the router checks after decoding.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SnapshotLoadBody {
+    pub snapshot_path: String,
+    pub mem_file_path: Option<String>,
+    pub mem_backend: Option<MemoryBackendBody>,
+    pub enable_diff_snapshots: Option<bool>,
+    pub track_dirty_pages: Option<bool>,
+    pub resume_vm: Option<bool>,
+    #[serde(default)]
+    pub network_overrides: Vec<NetworkOverrideBody>,
+    pub vsock_override: Option<VsockOverrideBody>,
+    pub clock_realtime: Option<bool>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemoryBackendBody {
+    pub backend_type: MemoryBackendType,
+    pub backend_path: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum MemoryBackendType {
+    File,
+    Uffd,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkOverrideBody {
+    pub iface_id: String,
+    pub host_dev_name: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VsockOverrideBody {
+    pub uds_path: String,
+}
+
 /// `--config-file` document: the same bodies under kebab-case keys.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

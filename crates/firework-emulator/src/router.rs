@@ -8,7 +8,8 @@ use crate::logger::Thread;
 use crate::payload::{
     ActionBody, ActionType, BalloonBody, BootSourceBody, DriveBody, DrivePatch, EntropyBody,
     LoggerBody, MachineConfigBody, MachineConfigPatch, MetricsBody, NetworkInterfaceBody,
-    NetworkInterfacePatch, SerialBody, VmState, VmStateBody, VsockBody,
+    NetworkInterfacePatch, SerialBody, SnapshotCreateBody, SnapshotLoadBody, VmState, VmStateBody,
+    VsockBody,
 };
 use crate::vmm::{AfterReply, Vmm};
 
@@ -241,9 +242,15 @@ impl Vmm {
                     .and_then(|patch| self.patch_mmds(patch)),
             ),
 
-            // NOTE: snapshots, CPU templates, pmem, memory hotplug, balloon statistics and
+            // NOTE: CPU templates, pmem, memory hotplug, balloon statistics and
             // hinting, and device hot-unplug are recognised but not emulated.
-            (Method::Put, "snapshot" | "cpu-config" | "pmem" | "hotplug", Some(_))
+            (Method::Put, "snapshot", Some(body)) if sub == Some("create") => Reply::from_result(
+                decode::<SnapshotCreateBody>(body).and_then(|b| self.create_snapshot(b)),
+            ),
+            (Method::Put, "snapshot", Some(body)) if sub == Some("load") => {
+                self.put_snapshot_load(body)
+            }
+            (Method::Put, "cpu-config" | "pmem" | "hotplug", Some(_))
             | (Method::Patch, "balloon" | "pmem" | "hotplug", Some(_))
             | (Method::Get, "balloon" | "hotplug", None)
             | (Method::Delete, "drives" | "network-interfaces" | "pmem", Some(_)) => {
@@ -284,6 +291,40 @@ impl Vmm {
                 Err(message) => Reply::fault(&message),
             },
         }
+    }
+
+    fn put_snapshot_load(&mut self, body: &[u8]) -> Reply {
+        let load = match decode::<SnapshotLoadBody>(body) {
+            Ok(load) => load,
+            Err(message) => return Reply::fault(&message),
+        };
+        let prefix = "An error occurred when deserializing the json body of a request:";
+        match (&load.mem_backend, &load.mem_file_path) {
+            (Some(_), Some(_)) => {
+                return Reply::fault(&format!(
+                    "{prefix} too many fields: either `mem_backend` or `mem_file_path` exclusively is required."
+                ));
+            }
+            (None, None) => {
+                return Reply::fault(&format!(
+                    "{prefix} missing field: either `mem_backend` or `mem_file_path` is required."
+                ));
+            }
+            _ => {}
+        }
+        let deprecated = load.mem_file_path.is_some() || load.enable_diff_snapshots.is_some();
+        let mut reply = match self.load_snapshot(load) {
+            Ok(()) => Reply {
+                response: Response::no_content(),
+                after: Some(AfterReply::Started),
+            },
+            Err(failure) => Reply {
+                response: Response::fault(&failure.message),
+                after: failure.fatal.then_some(AfterReply::Exit(1)),
+            },
+        };
+        reply.response.deprecation = deprecated;
+        reply
     }
 
     fn put_drive_request(&mut self, id: Option<&str>, body: &[u8]) -> Result<(), String> {
@@ -431,10 +472,10 @@ mod tests {
     #[test]
     fn unsupported_endpoint_named() {
         let mut vmm = vmm();
-        let reply = send(&mut vmm, Method::Put, "/snapshot/load", Some("{}"));
+        let reply = send(&mut vmm, Method::Put, "/cpu-config", Some("{}"));
         assert_eq!(
             reply.response.fault_message().as_deref(),
-            Some("The emulator does not implement PUT /snapshot/load.")
+            Some("The emulator does not implement PUT /cpu-config.")
         );
     }
 

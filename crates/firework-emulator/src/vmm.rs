@@ -24,6 +24,10 @@ use crate::wire::{
     TokenBucketWire, VsockWire,
 };
 
+mod snapshot;
+
+pub use snapshot::LoadFailure;
+
 pub const NOT_SUPPORTED_BEFORE_START: &str =
     "The requested operation is not supported before starting the microVM.";
 pub const NOT_SUPPORTED_AFTER_START: &str =
@@ -157,6 +161,9 @@ pub struct Vmm {
     entropy: Option<EntropyBody>,
     mmds_config: Option<Value>,
     mmds_data: Option<Value>,
+    /// Whether a resource that rules out a snapshot load was configured: machine config,
+    /// boot source, drives, network interfaces, vsock, balloon, entropy or MMDS config.
+    boot_specific_configured: bool,
 }
 
 impl Vmm {
@@ -180,6 +187,7 @@ impl Vmm {
             entropy: None,
             mmds_config: None,
             mmds_data: None,
+            boot_specific_configured: false,
         }
     }
 
@@ -277,6 +285,7 @@ impl Vmm {
             return Err("Machine config error: The memory size (MiB) is smaller than the previously set balloon device target size.".into());
         }
         self.machine = candidate;
+        self.boot_specific_configured = true;
         Ok(())
     }
 
@@ -296,6 +305,7 @@ impl Vmm {
         })?;
         self._kernel = Some(kernel);
         self.boot_source = Some(body);
+        self.boot_specific_configured = true;
         Ok(())
     }
 
@@ -356,6 +366,7 @@ impl Vmm {
         } else {
             self.drives.push(drive);
         }
+        self.boot_specific_configured = true;
         Ok(())
     }
 
@@ -448,6 +459,7 @@ impl Vmm {
             tx_rate_limiter: body.tx_rate_limiter,
             _tap: tap,
         });
+        self.boot_specific_configured = true;
         Ok(())
     }
 
@@ -646,6 +658,7 @@ impl Vmm {
             )
         })?;
         self.vsock = Some((body, listener));
+        self.boot_specific_configured = true;
         Ok(())
     }
 
@@ -655,6 +668,7 @@ impl Vmm {
             return Err("Balloon config error: Amount of pages requested is too large.".into());
         }
         self.balloon = Some(body);
+        self.boot_specific_configured = true;
         Ok(())
     }
 
@@ -668,6 +682,7 @@ impl Vmm {
     pub fn set_entropy(&mut self, body: EntropyBody) -> Result<(), String> {
         self.require_pre_boot()?;
         self.entropy = Some(body);
+        self.boot_specific_configured = true;
         Ok(())
     }
 
@@ -712,6 +727,7 @@ impl Vmm {
             }
         }
         self.mmds_config = Some(body);
+        self.boot_specific_configured = true;
         Ok(())
     }
 
