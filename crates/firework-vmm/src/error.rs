@@ -22,6 +22,15 @@ pub enum VmmError {
         source: io::Error,
     },
 
+    /// A file system operation on the runtime's own files, outside any service, failed.
+    #[error("failed to {operation} {path}")]
+    RuntimeIo {
+        operation: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+
     /// A VM record exists but cannot be parsed.
     #[error("vm record {path} is invalid (service {service})")]
     RecordInvalid {

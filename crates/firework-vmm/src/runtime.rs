@@ -147,11 +147,18 @@ impl VmRuntime {
     ) -> Result<(VmRuntime, mpsc::UnboundedReceiver<VmEvent>, ScanReport), VmmError> {
         let layout = StateLayout::new(&config.state_dir);
         let vms_dir = layout.vms_dir();
-        fs::create_dir_all(&vms_dir)
-            .map_err(|e| VmmError::io("", "create directory", &vms_dir, e))?;
+        fs::create_dir_all(&vms_dir).map_err(|source| VmmError::RuntimeIo {
+            operation: "create directory",
+            path: vms_dir.clone(),
+            source,
+        })?;
         let exec_name = match &config.jailer {
             Some(_) => Some(jailer::exec_name(&config.firecracker_bin).map_err(|e| {
-                VmmError::io("", "resolve firecracker binary", &config.firecracker_bin, e)
+                VmmError::RuntimeIo {
+                    operation: "resolve firecracker binary",
+                    path: config.firecracker_bin.clone(),
+                    source: e,
+                }
             })?),
             None => None,
         };
@@ -267,9 +274,11 @@ impl VmRuntime {
         let entries = match fs::read_dir(&vms_dir) {
             Ok(entries) => entries,
             Err(e) => {
-                report
-                    .errors
-                    .push(VmmError::io("", "read directory", &vms_dir, e));
+                report.errors.push(VmmError::RuntimeIo {
+                    operation: "read directory",
+                    path: vms_dir.clone(),
+                    source: e,
+                });
                 return report;
             }
         };
