@@ -129,11 +129,22 @@ impl ObjectSettings {
             Backend::Gcs => {
                 let mut builder = object_store::gcp::GoogleCloudStorageBuilder::from_env()
                     .with_bucket_name(&self.bucket)
-                    .with_retry(retry)
-                    .with_client_options(client);
+                    .with_retry(retry);
+                let mut client = client;
                 if let Some(file) = &self.credentials_file {
-                    builder = builder.with_application_credentials(file.display().to_string());
+                    let kind = read_gcs_credentials(file).map_err(invalid)?;
+                    let path = file.display().to_string();
+                    builder = match kind {
+                        GcsCredentials::AuthorizedUser => {
+                            builder.with_application_credentials(path)
+                        }
+                        GcsCredentials::ServiceAccount { plain_http } => {
+                            client = client.with_allow_http(plain_http);
+                            builder.with_service_account_path(path)
+                        }
+                    };
                 }
+                let builder = builder.with_client_options(client);
                 let store = builder
                     .build()
                     .map_err(|e| invalid(crate::error_chain(&e)))?;
@@ -142,6 +153,36 @@ impl ObjectSettings {
             other => Err(invalid(format!("{other} is not an object store backend"))),
         }
     }
+}
+
+/// The kind of a GCS credentials file.
+enum GcsCredentials {
+    /// A user's application default credentials (`"type": "authorized_user"`).
+    AuthorizedUser,
+    /// A service account key. `plain_http` is true when its `gcs_base_url` (an emulator's
+    /// address) uses `http://`.
+    ServiceAccount { plain_http: bool },
+}
+
+/// Reads the `type` and `gcs_base_url` fields of a GCS credentials file, because
+/// `object_store` takes the two kinds of file through different builder methods.
+fn read_gcs_credentials(path: &std::path::Path) -> Result<GcsCredentials, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        format!(
+            "failed to read gcs_credentials_file {}: {e}",
+            path.display()
+        )
+    })?;
+    let value: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| format!("gcs_credentials_file {} is not JSON: {e}", path.display()))?;
+    if value.get("type").and_then(|t| t.as_str()) == Some("authorized_user") {
+        return Ok(GcsCredentials::AuthorizedUser);
+    }
+    let plain_http = value
+        .get("gcs_base_url")
+        .and_then(|url| url.as_str())
+        .is_some_and(|url| url.starts_with("http://"));
+    Ok(GcsCredentials::ServiceAccount { plain_http })
 }
 
 /// A cached object: its ETag and what it decoded to.

@@ -523,3 +523,121 @@ pub fn node_yaml(node: &str, service: &str) -> String {
         "node: {node}\nhost_ip: 10.0.0.9\nservices:\n  - name: {service}\n    image: /img/{service}.ext4\n    kernel: /img/vmlinux\n    vcpus: 1\n    memory_mb: 128\n"
     )
 }
+
+/// A fake-gcs-server (a GCS JSON API emulator) with one bucket, `firework`.
+pub struct FakeGcs {
+    dir: TempDir,
+    child: Option<Child>,
+    /// The emulator's base URL, `http://127.0.0.1:<port>`.
+    pub base_url: String,
+}
+
+impl FakeGcs {
+    /// Starts the emulator, or returns `None` after printing why when it is not installed.
+    /// Panics when it is missing and `CI=true`.
+    pub fn start() -> Option<FakeGcs> {
+        let output = Command::new("sh")
+            .args(["-c", "command -v fake-gcs-server"])
+            .output()
+            .unwrap();
+        if !output.status.success() {
+            if std::env::var("CI").as_deref() == Ok("true") {
+                panic!("fake-gcs-server is not installed but CI=true; run .ci/setup-garage.sh");
+            }
+            eprintln!("skipping: fake-gcs-server is not installed (run .ci/setup-garage.sh)");
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        // Each folder under the data directory becomes a bucket.
+        std::fs::create_dir_all(dir.path().join("data/firework")).unwrap();
+        let port = free_port();
+        let child = Command::new("fake-gcs-server")
+            .args([
+                "-scheme",
+                "http",
+                "-host",
+                "127.0.0.1",
+                "-backend",
+                "memory",
+            ])
+            .args(["-log-level", "error"])
+            .arg("-port")
+            .arg(port.to_string())
+            .arg("-public-host")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("-data")
+            .arg(dir.path().join("data"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let gcs = FakeGcs {
+            dir,
+            child: Some(child),
+            base_url: format!("http://127.0.0.1:{port}"),
+        };
+        wait_until("fake-gcs-server", Duration::from_secs(30), || {
+            port_open(port)
+        });
+        Some(gcs)
+    }
+
+    /// GCS settings for `bucket` with a service account file that points `object_store` at
+    /// the emulator and turns OAuth off.
+    pub fn settings(&self, bucket: &str, prefix: &str) -> firework_store::ObjectSettings {
+        let credentials = self.dir.path().join("credentials.json");
+        let json = format!(
+            r#"{{"private_key": "", "private_key_id": "", "client_email": "", "gcs_base_url": "{}", "disable_oauth": true}}"#,
+            self.base_url
+        );
+        std::fs::write(&credentials, json).unwrap();
+        let mut settings = firework_store::ObjectSettings::gcs(bucket, prefix);
+        settings.credentials_file = Some(credentials);
+        settings.max_retries = 0;
+        settings.request_timeout = Duration::from_secs(10);
+        settings
+    }
+
+    /// Uploads an object through the emulator's JSON API. `object_store` writes through the
+    /// XML API, whose uploads fake-gcs-server rejects with "invalid uploadType".
+    pub fn upload(&self, bucket: &str, name: &str, body: &str) {
+        let encoded = name.replace('/', "%2F");
+        let path = format!("/upload/storage/v1/b/{bucket}/o?uploadType=media&name={encoded}");
+        let status = self.request("POST", &path, body);
+        assert!(
+            status.starts_with("HTTP/1.1 200"),
+            "upload of {name} failed: {status}"
+        );
+    }
+
+    /// Sends one HTTP request and returns the status line.
+    fn request(&self, method: &str, path: &str, body: &str) -> String {
+        use std::io::{Read, Write};
+
+        let address = self.base_url.trim_start_matches("http://");
+        let mut stream = TcpStream::connect(address).unwrap();
+        write!(
+            stream,
+            "{method} {path} HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        response.lines().next().unwrap_or_default().to_owned()
+    }
+
+    /// Stops the emulator.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for FakeGcs {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
