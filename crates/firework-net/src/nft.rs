@@ -20,8 +20,8 @@
 //!   API port and to 169.254.0.0/16 on the host.
 //!
 //! Table `bridge firework` (isolation only): `forward` drops frames bridged between
-//! two Firework TAPs unless the two services are linked, and `prerouting` drops IPv4
-//! and ARP from a TAP whose source is not the guest's assigned address.
+//! two Firework TAPs unless the two services are linked, and `prerouting` drops IPv6
+//! from TAPs and IPv4 and ARP whose source is not the guest's assigned address.
 
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
@@ -407,6 +407,23 @@ fn add_isolation(commands: &mut Vec<Value>, plan: &NetworkPlan, services: &[Rule
         "filter",
         "prerouting",
         0,
+    ));
+
+    // Guests are IPv4-only, and the isolation rules of the ip table do not see IPv6,
+    // so IPv6 from a guest (e.g. to the bridge's link-local address) is dropped.
+    let tap_names: BTreeSet<&str> = services.iter().map(|s| s.tap).collect();
+    commands.push(rule(
+        bridge_family,
+        "prerouting",
+        Some("guests are IPv4-only"),
+        vec![
+            equals(
+                meta("iifname"),
+                json!({ "set": tap_names.into_iter().collect::<Vec<_>>() }),
+            ),
+            equals(payload("ether", "type"), json!("ip6")),
+            verdict("drop"),
+        ],
     ));
 
     // A guest may only send IPv4 and ARP from its assigned address, so it cannot pass

@@ -544,3 +544,52 @@ fn guest_cannot_reach_host_loopback() {
         "guest reached the host's loopback: {loopback:?}"
     );
 }
+
+/// Returns the IPv6 link-local address of `device` in `ns` once duplicate address
+/// detection has finished, polling for up to ten seconds.
+fn link_local_v6(ns: &NetNs, device: &str) -> String {
+    for _ in 0..100 {
+        let output = ns.ip(&["-6", "-o", "addr", "show", "dev", device, "scope", "link"]);
+        if !output.contains("tentative")
+            && let Some(address) = output
+                .split_whitespace()
+                .skip_while(|word| *word != "inet6")
+                .nth(1)
+        {
+            return address.split('/').next().unwrap().to_owned();
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!(
+        "{device} in {} got no usable IPv6 link-local address",
+        ns.name
+    );
+}
+
+#[test]
+fn guest_ipv6_is_dropped_under_isolation() {
+    if skip_unless_root("guest_ipv6_is_dropped_under_isolation") {
+        return;
+    }
+    let net = topology("v6");
+    let _host_server = Server::start_on(&net.host, "host", "[::]:7072".parse().unwrap());
+    let bridge = link_local_v6(&net.host, "fwbr0");
+    link_local_v6(&net.other.ns, "eth0");
+    // Rust's socket address parser takes the scope as an interface index.
+    let link = net.other.ns.ip(&["-o", "link", "show", "eth0"]);
+    let index = link.split(':').next().unwrap().trim().to_owned();
+    let target = format!("[{bridge}%{index}]:7072");
+
+    let blocked = fetch(&net.other.ns, &target, Duration::from_secs(2));
+    assert!(
+        blocked.is_err(),
+        "guest reached the host over IPv6: {blocked:?}"
+    );
+
+    // Positive control: without isolation the same connection works.
+    let mut open = topology_plan(false);
+    open.isolation = false;
+    net.host.apply(net.state.path(), &open).unwrap();
+    let reply = fetch_with_retry(&net.other.ns, &target, 5).unwrap();
+    assert!(reply.starts_with("host saw fe80::"), "{reply}");
+}

@@ -243,12 +243,17 @@ pub struct Server {
 
 impl Server {
     pub fn start(ns: &NetNs, name: &str, port: u16) -> Self {
+        Self::start_on(ns, name, SocketAddr::from(([0, 0, 0, 0], port)))
+    }
+
+    /// Starts the server on `address`, e.g. `[::]:port` for IPv6.
+    pub fn start_on(ns: &NetNs, name: &str, address: SocketAddr) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let name = name.to_owned();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let thread_stop = stop.clone();
         let thread = ns.spawn(move || {
-            let listener = TcpListener::bind(("0.0.0.0", port)).unwrap();
+            let listener = TcpListener::bind(address).unwrap();
             listener.set_nonblocking(true).unwrap();
             ready_tx.send(()).unwrap();
             while !thread_stop.load(Ordering::Relaxed) {
