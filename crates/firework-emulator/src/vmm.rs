@@ -15,15 +15,14 @@ use crate::fault::FaultConfig;
 use crate::host::{self, TapFailure, TapHandle};
 use crate::logger::{Logger, Thread};
 use crate::payload::{
-    BalloonBody, BootSourceBody, CacheType, CpuTemplate, DriveBody, EntropyBody, HugePages,
-    IoEngine, LoggerBody, MacAddr, MachineConfigBody, MachineConfigPatch, MetricsBody,
-    NetworkInterfaceBody, RateLimiterBody, TokenBucketBody, VsockBody,
+    BalloonBody, BootSourceBody, CpuTemplate, DriveBody, EntropyBody, HugePages, LoggerBody,
+    MacAddr, MachineConfigBody, MachineConfigPatch, MetricsBody, NetworkInterfaceBody,
+    RateLimiterBody, VsockBody,
 };
-use crate::wire::{
-    BootSourceWire, DriveWire, FullConfigWire, MachineConfigWire, NicWire, RateLimiterWire,
-    TokenBucketWire, VsockWire,
-};
+use crate::wire::MachineConfigWire;
 
+mod config_view;
+mod mmds;
 mod snapshot;
 
 pub use snapshot::LoadFailure;
@@ -690,156 +689,6 @@ impl Vmm {
         self.require_pre_boot()
     }
 
-    pub fn set_mmds_config(&mut self, body: Value) -> Result<(), String> {
-        self.require_pre_boot()?;
-        let prefix = "MMMDS config error:";
-        let ids = body
-            .get("network_interfaces")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default();
-        if ids.is_empty() {
-            return Err(format!(
-                "{prefix} The list of network interface IDs that allow forwarding MMDS requests is empty."
-            ));
-        }
-        let known = ids.iter().all(|id| {
-            id.as_str()
-                .is_some_and(|id| self.nics.iter().any(|nic| nic.iface_id == id))
-        });
-        if !known {
-            return Err(format!(
-                "{prefix} The list of network interface IDs provided contains at least one ID that does not correspond to any existing network interface."
-            ));
-        }
-        if let Some(address) = body.get("ipv4_address").and_then(Value::as_str) {
-            let octets: Vec<u8> = address
-                .split('.')
-                .filter_map(|part| part.parse().ok())
-                .collect();
-            let link_local = octets.len() == 4
-                && octets[0] == 169
-                && octets[1] == 254
-                && octets[2] != 0
-                && octets[2] != 255;
-            if !link_local {
-                return Err(format!("{prefix} The MMDS IPv4 address is not link local."));
-            }
-        }
-        self.mmds_config = Some(body);
-        self.boot_specific_configured = true;
-        Ok(())
-    }
-
-    fn mmds_available(&self) -> Result<(), String> {
-        if self.is_started() && self.mmds_config.is_none() {
-            return Err("MMDS error: The MMDS data store is not initialized.".into());
-        }
-        Ok(())
-    }
-
-    /// Stores MMDS data; returns `Err((status, message))` because overflow is a 413.
-    pub fn put_mmds(&mut self, data: Value) -> Result<(), (u16, String)> {
-        self.mmds_available().map_err(|message| (400, message))?;
-        self.check_mmds_size(&data)?;
-        self.mmds_data = Some(data);
-        Ok(())
-    }
-
-    pub fn patch_mmds(&mut self, patch: Value) -> Result<(), (u16, String)> {
-        self.mmds_available().map_err(|message| (400, message))?;
-        let Some(mut data) = self.mmds_data.clone() else {
-            return Err((
-                400,
-                "MMDS error: The MMDS data store is not initialized.".into(),
-            ));
-        };
-        merge_patch(&mut data, &patch);
-        self.check_mmds_size(&data)?;
-        self.mmds_data = Some(data);
-        Ok(())
-    }
-
-    fn check_mmds_size(&self, data: &Value) -> Result<(), (u16, String)> {
-        if data.to_string().len() > self.mmds_size_limit {
-            return Err((
-                413,
-                "MMDS limit exceeded error: The MMDS patch request doesn't fit.".into(),
-            ));
-        }
-        Ok(())
-    }
-
-    pub fn mmds(&self) -> Result<Value, String> {
-        self.mmds_available()?;
-        Ok(self.mmds_data.clone().unwrap_or_else(|| json!({})))
-    }
-
-    /// `GET /vm/config`, in Firecracker's key order and with its `null`s.
-    pub fn full_config(&self) -> String {
-        let drives: Vec<DriveWire> = self
-            .drives
-            .iter()
-            .map(|drive| {
-                let config = &drive.config;
-                DriveWire {
-                    drive_id: &config.drive_id,
-                    partuuid: config.partuuid.as_deref(),
-                    is_root_device: config.is_root_device,
-                    cache_type: config.cache_type.unwrap_or(CacheType::Unsafe),
-                    is_read_only: config.is_read_only,
-                    path_on_host: config.path_on_host.as_deref(),
-                    rate_limiter: rate_limiter_wire(config.rate_limiter.as_ref()),
-                    io_engine: config.io_engine.unwrap_or(IoEngine::Sync),
-                    socket: config.socket.as_deref(),
-                }
-            })
-            .collect();
-        let nics: Vec<NicWire> = self
-            .nics
-            .iter()
-            .map(|nic| NicWire {
-                iface_id: &nic.iface_id,
-                host_dev_name: &nic.host_dev_name,
-                guest_mac: nic.guest_mac.map(|mac| mac.to_string()),
-                mtu: nic.mtu,
-                rx_rate_limiter: rate_limiter_wire(nic.rx_rate_limiter.as_ref()),
-                tx_rate_limiter: rate_limiter_wire(nic.tx_rate_limiter.as_ref()),
-            })
-            .collect();
-        let boot_source = match &self.boot_source {
-            Some(boot) => BootSourceWire {
-                kernel_image_path: &boot.kernel_image_path,
-                initrd_path: boot.initrd_path.as_deref(),
-                boot_args: boot.boot_args.as_deref(),
-            },
-            None => BootSourceWire {
-                kernel_image_path: "",
-                initrd_path: None,
-                boot_args: None,
-            },
-        };
-        let wire = FullConfigWire {
-            balloon: self.balloon.as_ref(),
-            drives,
-            boot_source,
-            cpu_config: None,
-            logger: None,
-            machine_config: self.machine.wire(),
-            metrics: None,
-            mmds_config: self.mmds_config.as_ref(),
-            network_interfaces: nics,
-            vsock: self.vsock.as_ref().map(|(body, _)| VsockWire {
-                guest_cid: body.guest_cid,
-                uds_path: &body.uds_path,
-            }),
-            entropy: self.entropy.as_ref(),
-            pmem: Vec::new(),
-            memory_hotplug: None,
-        };
-        serde_json::to_string(&wire).unwrap_or_default()
-    }
-
     /// Logs Firecracker's exit line and flushes metrics, as Firecracker does before it exits.
     pub fn log_exit(&mut self, code: i32) {
         self.flush_metrics();
@@ -857,59 +706,9 @@ impl Vmm {
     }
 }
 
-/// Reads back a rate limiter as Firecracker does: a limiter without an enabled bucket is
-/// `null`, and a bucket with a zero size or refill time is disabled.
-fn rate_limiter_wire(limiter: Option<&RateLimiterBody>) -> Option<RateLimiterWire> {
-    let limiter = limiter?;
-    let bucket = |bucket: &Option<TokenBucketBody>| match bucket {
-        Some(bucket) if bucket.size > 0 && bucket.refill_time > 0 => Some(TokenBucketWire {
-            size: bucket.size,
-            one_time_burst: bucket.one_time_burst,
-            refill_time: bucket.refill_time,
-        }),
-        _ => None,
-    };
-    let bandwidth = bucket(&limiter.bandwidth);
-    let ops = bucket(&limiter.ops);
-    if bandwidth.is_none() && ops.is_none() {
-        return None;
-    }
-    Some(RateLimiterWire { bandwidth, ops })
-}
-
-/// Applies a JSON merge patch (RFC 7396).
-fn merge_patch(target: &mut Value, patch: &Value) {
-    let Value::Object(patch_object) = patch else {
-        *target = patch.clone();
-        return;
-    };
-    if !target.is_object() {
-        *target = Value::Object(serde_json::Map::new());
-    }
-    if let Value::Object(target_object) = target {
-        for (key, value) in patch_object {
-            if value.is_null() {
-                target_object.remove(key);
-            } else {
-                merge_patch(
-                    target_object.entry(key.clone()).or_insert(Value::Null),
-                    value,
-                );
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn merge_patch_rules() {
-        let mut data = json!({"a": {"b": 1, "c": 2}, "d": 3});
-        merge_patch(&mut data, &json!({"a": {"b": null, "e": 4}, "d": [1]}));
-        assert_eq!(data, json!({"a": {"c": 2, "e": 4}, "d": [1]}));
-    }
 
     #[test]
     fn default_machine_config_json() {
