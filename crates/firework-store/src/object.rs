@@ -527,6 +527,29 @@ mod tests {
     use super::*;
 
     #[test]
+    fn gcs_credentials_kinds() {
+        let dir = tempfile::tempdir().unwrap();
+        let user = dir.path().join("user.json");
+        std::fs::write(&user, r#"{"type": "authorized_user", "client_id": "x"}"#).unwrap();
+        assert!(matches!(
+            read_gcs_credentials(&user),
+            Ok(GcsCredentials::AuthorizedUser)
+        ));
+        let emulator = dir.path().join("sa.json");
+        std::fs::write(&emulator, r#"{"gcs_base_url": "http://127.0.0.1:4443"}"#).unwrap();
+        assert!(matches!(
+            read_gcs_credentials(&emulator),
+            Ok(GcsCredentials::ServiceAccount { plain_http: true })
+        ));
+        let missing = dir.path().join("missing.json");
+        let error = read_gcs_credentials(&missing).err().unwrap();
+        assert!(
+            error.starts_with("failed to read gcs_credentials_file"),
+            "{error}"
+        );
+    }
+
+    #[test]
     fn http_status_from_message() {
         assert_eq!(
             http_status(
