@@ -4,4 +4,5 @@
 //! `unsafe` block carries a `// SAFETY:` comment naming the invariant it relies on.
 #![allow(unsafe_code)]
 
+pub mod process;
 pub mod tun;

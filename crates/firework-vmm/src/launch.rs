@@ -335,12 +335,10 @@ fn spawn(
         .stdin(Stdio::null())
         .stdout(log)
         .stderr(log_err)
-        // A new process group keeps signals sent to the agent's group (Ctrl-C in a terminal,
-        // a group kill) away from the VM.
-        // TODO: also start a new session (setsid) once firework-sys offers a safe wrapper;
-        // it needs a pre_exec hook, which this crate cannot use without unsafe code.
-        .process_group(0)
         .kill_on_drop(false);
+    // A new session keeps signals sent to the agent's session or process group (Ctrl-C in
+    // a terminal, a group kill) away from the VM, so it outlives the agent.
+    firework_sys::process::new_session(command.as_std_mut());
     let child = command.spawn().map_err(|source| VmmError::Spawn {
         service: service.to_owned(),
         vm_id: spec.vm_id.clone(),
