@@ -12,7 +12,7 @@ use tokio::net::UnixStream;
 use crate::error::FirecrackerError;
 use crate::models::{
     ActionType, BootSource, Drive, InstanceActionInfo, InstanceInfo, Logger, MachineConfig,
-    Metrics, NetworkInterface,
+    Metrics, NetworkInterface, SnapshotCreateParams, SnapshotLoadParams, Vm, VmState, Vsock,
 };
 
 /// Timeout of one request when none is set with [`FirecrackerClient::with_timeout`].
@@ -120,6 +120,48 @@ impl FirecrackerClient {
         self.action(ActionType::FlushMetrics).await
     }
 
+    /// `GET /vm/config`: the whole configuration as Firecracker reports it.
+    pub async fn vm_config(&self) -> Result<serde_json::Value, FirecrackerError> {
+        self.get_json("/vm/config").await
+    }
+
+    /// `PUT /vsock` (pre-boot only). Firecracker binds `uds_path` here.
+    pub async fn put_vsock(&self, vsock: &Vsock) -> Result<(), FirecrackerError> {
+        self.put("/vsock", vsock).await
+    }
+
+    /// `PUT /mmds`: replaces the metadata store with `data`.
+    pub async fn put_mmds(&self, data: &serde_json::Value) -> Result<(), FirecrackerError> {
+        self.put("/mmds", data).await
+    }
+
+    /// `PATCH /vm`: pauses or resumes a started VM.
+    pub async fn patch_vm(&self, state: VmState) -> Result<(), FirecrackerError> {
+        self.write(Method::PATCH, "/vm", &Vm { state }).await
+    }
+
+    pub async fn pause(&self) -> Result<(), FirecrackerError> {
+        self.patch_vm(VmState::Paused).await
+    }
+
+    pub async fn resume(&self) -> Result<(), FirecrackerError> {
+        self.patch_vm(VmState::Resumed).await
+    }
+
+    /// `PUT /snapshot/create` (the VM must be paused).
+    pub async fn create_snapshot(
+        &self,
+        params: &SnapshotCreateParams,
+    ) -> Result<(), FirecrackerError> {
+        self.put("/snapshot/create", params).await
+    }
+
+    /// `PUT /snapshot/load` (only in a fresh process). Firecracker exits with status 1
+    /// after replying with an error that happened during the restore itself.
+    pub async fn load_snapshot(&self, params: &SnapshotLoadParams) -> Result<(), FirecrackerError> {
+        self.put("/snapshot/load", params).await
+    }
+
     async fn get_json<T: DeserializeOwned>(&self, path: &str) -> Result<T, FirecrackerError> {
         let body = self.send(Method::GET, path, None).await?;
         serde_json::from_slice(&body).map_err(|source| FirecrackerError::Decode {
@@ -130,12 +172,22 @@ impl FirecrackerClient {
     }
 
     async fn put<T: Serialize>(&self, path: &str, body: &T) -> Result<(), FirecrackerError> {
+        self.write(Method::PUT, path, body).await
+    }
+
+    /// Sends a request with a JSON body and expects an empty success reply.
+    async fn write<T: Serialize>(
+        &self,
+        method: Method,
+        path: &str,
+        body: &T,
+    ) -> Result<(), FirecrackerError> {
         let encoded = serde_json::to_vec(body).map_err(|source| FirecrackerError::Encode {
-            method: Method::PUT,
+            method: method.clone(),
             path: path.to_string(),
             source,
         })?;
-        self.send(Method::PUT, path, Some(encoded)).await?;
+        self.send(method, path, Some(encoded)).await?;
         Ok(())
     }
 

@@ -495,3 +495,98 @@ async fn wait_ignores_stale_socket_file() {
     assert_eq!(socket, stale);
     assert_eq!(last_error.kind(), std::io::ErrorKind::ConnectionRefused);
 }
+
+#[tokio::test]
+async fn pause_snapshot_and_restore() {
+    use firework_firecracker::models::{
+        MemoryBackend, MemoryBackendType, SnapshotCreateParams, SnapshotLoadParams,
+    };
+
+    let source = Emulator::start(&[]).await;
+    let client = source.client();
+    client
+        .put_boot_source(&BootSource {
+            kernel_image_path: source.kernel(),
+            boot_args: None,
+            initrd_path: None,
+        })
+        .await
+        .unwrap();
+    client.instance_start().await.unwrap();
+    let snapshot = SnapshotCreateParams {
+        snapshot_path: source.dir.path().join("vm.snap").to_str().unwrap().into(),
+        mem_file_path: source.dir.path().join("vm.mem").to_str().unwrap().into(),
+        snapshot_type: None,
+    };
+    let error = client.create_snapshot(&snapshot).await.unwrap_err();
+    assert_eq!(
+        error.fault_message(),
+        Some(
+            "Create snapshot error: Cannot save the microVM state: Operation not allowed: save/restore unavailable while running"
+        )
+    );
+    client.pause().await.unwrap();
+    assert_eq!(
+        client.instance_info().await.unwrap().state,
+        InstanceState::Paused
+    );
+    client.create_snapshot(&snapshot).await.unwrap();
+    client.resume().await.unwrap();
+    assert_eq!(
+        client.instance_info().await.unwrap().state,
+        InstanceState::Running
+    );
+
+    let target = Emulator::start(&[]).await;
+    let restored = target.client();
+    restored
+        .load_snapshot(&SnapshotLoadParams {
+            snapshot_path: snapshot.snapshot_path.clone(),
+            mem_backend: MemoryBackend {
+                backend_type: MemoryBackendType::File,
+                backend_path: snapshot.mem_file_path.clone(),
+            },
+            track_dirty_pages: None,
+            resume_vm: Some(true),
+            network_overrides: Vec::new(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        restored.instance_info().await.unwrap().state,
+        InstanceState::Running
+    );
+    let config = restored.vm_config().await.unwrap();
+    assert_eq!(config["machine-config"]["mem_size_mib"], 128);
+}
+
+#[tokio::test]
+async fn vsock_and_mmds_calls() {
+    use firework_firecracker::models::Vsock;
+
+    let emulator = Emulator::start(&[]).await;
+    let client = emulator.client();
+    let uds_path = emulator.dir.path().join("v.sock");
+    let vsock = Vsock {
+        guest_cid: 3,
+        uds_path: uds_path.to_str().unwrap().into(),
+    };
+    client.put_vsock(&vsock).await.unwrap();
+    assert!(
+        uds_path.exists(),
+        "Firecracker binds the vsock socket at PUT time"
+    );
+    client
+        .put_mmds(&serde_json::json!({"latest": {"meta-data": {"id": "a"}}}))
+        .await
+        .unwrap();
+
+    let other = Emulator::start(&[]).await;
+    let error = other.client().put_vsock(&vsock).await.unwrap_err();
+    assert_eq!(
+        error.fault_message(),
+        Some(
+            "Vsock config error: Cannot create backend for vsock device: Error binding to the host-side Unix socket: Address in use (os error 98)"
+        )
+    );
+}

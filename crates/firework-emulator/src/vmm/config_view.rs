@@ -7,7 +7,7 @@ use crate::wire::{
 };
 
 impl Vmm {
-    /// `GET /vm/config`, in Firecracker's key order and with its `null`s.
+    /// Serialises the `GET /vm/config` body in Firecracker's key order and with its `null`s.
     pub fn full_config(&self) -> String {
         let drives: Vec<DriveWire> = self
             .drives

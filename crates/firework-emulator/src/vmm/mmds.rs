@@ -53,7 +53,7 @@ impl Vmm {
         Ok(())
     }
 
-    /// Stores MMDS data; returns `Err((status, message))` because overflow is a 413.
+    /// Stores MMDS data. Errors carry the status too, because an overflow is a 413.
     pub fn put_mmds(&mut self, data: Value) -> Result<(), (u16, String)> {
         self.mmds_available().map_err(|message| (400, message))?;
         self.check_mmds_size(&data)?;

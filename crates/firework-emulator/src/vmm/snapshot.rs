@@ -3,8 +3,8 @@
 //! The emulator writes its own state file: a JSON document with the snapshot data format
 //! version and the `GET /vm/config` view of the VM. The memory file is a sparse file of the
 //! guest memory size. Loading reopens every drive, TAP and vsock socket at its recorded (or
-//! overridden) path, so a missing resource fails the load as it does in Firecracker, and
-//! any failure during restore ends the process with status 1 after the 400 reply.
+//! overridden) path, so a missing resource fails the load as it does in Firecracker. Any
+//! failure during restore ends the process with status 1 after the 400 reply.
 
 use std::fs::{File, OpenOptions};
 
@@ -21,7 +21,7 @@ use crate::payload::{
 /// Key of the emulator's state file that carries the data format version.
 const VERSION_KEY: &str = "emulator_snapshot_version";
 
-/// Why a snapshot load failed; `fatal` failures end the process after the reply.
+/// Failure of a snapshot load. A `fatal` failure ends the process after the reply.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LoadFailure {
     pub message: String,
@@ -29,7 +29,7 @@ pub struct LoadFailure {
 }
 
 impl Vmm {
-    /// Handles `PUT /snapshot/create`; the VM must be paused.
+    /// Handles `PUT /snapshot/create`, which needs a paused VM.
     pub fn create_snapshot(&mut self, body: SnapshotCreateBody) -> Result<(), String> {
         self.require_post_boot()?;
         if self.state == InstanceState::Running {
@@ -95,8 +95,8 @@ impl Vmm {
             })?;
 
         let memory = match (&body.mem_backend, &body.mem_file_path) {
-            // NOTE: a UFFD backend is a socket served by a page-fault handler process,
-            // which the emulator does not talk to; only the socket's presence is checked.
+            // NOTE: a UFFD backend is a socket served by a page-fault handler process. The
+            // emulator does not talk to it and only checks that the socket exists.
             (Some(backend), _) if backend.backend_type == MemoryBackendType::Uffd => {
                 std::fs::metadata(&backend.backend_path).map(|_| ())
             }
