@@ -24,7 +24,13 @@ const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
 fn traefik_binary() -> Option<PathBuf> {
     if let Some(path) = std::env::var_os("TRAEFIK_BIN") {
-        return Some(PathBuf::from(path));
+        let path = PathBuf::from(path);
+        assert!(
+            path.is_file(),
+            "TRAEFIK_BIN={} is not a file",
+            path.display()
+        );
+        return Some(path);
     }
     let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/traefik-venv/bin/traefik");
     if venv.is_file() {
