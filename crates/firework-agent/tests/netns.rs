@@ -36,17 +36,19 @@ struct NetNs(String);
 impl NetNs {
     fn new() -> NetNs {
         let name = format!("fwagent-{}", std::process::id());
-        let status = Command::new("ip")
-            .args(["netns", "add", &name])
-            .status()
-            .unwrap();
-        assert!(status.success());
-        let status = Command::new("ip")
-            .args(["-n", &name, "link", "set", "lo", "up"])
-            .status()
-            .unwrap();
-        assert!(status.success());
-        NetNs(name)
+        let netns = NetNs(name.clone());
+        for args in [
+            vec!["netns", "add", name.as_str()],
+            vec!["-n", name.as_str(), "link", "set", "lo", "up"],
+        ] {
+            let output = Command::new("ip").args(&args).output().unwrap();
+            assert!(
+                output.status.success(),
+                "ip {args:?} failed: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        netns
     }
 
     fn ip(&self, args: &[&str]) -> String {
