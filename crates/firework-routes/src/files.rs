@@ -19,7 +19,8 @@ const TEMP_SUFFIX: &str = ".tmp";
 pub struct DirScan {
     /// Files with a Firework prefix and ownership line, by file name.
     pub owned: BTreeMap<String, Owner>,
-    /// Files with a Firework prefix but without a valid ownership line; never touched.
+    /// Entries with a Firework name that are not regular files or lack a valid ownership
+    /// line. Firework never touches them.
     pub foreign: Vec<String>,
     /// Temporary files left by an interrupted write.
     pub leftover_temps: Vec<String>,
@@ -41,15 +42,18 @@ pub fn scan(dir: &Path) -> Result<DirScan, RoutesError> {
         let file_type = entry
             .file_type()
             .map_err(|error| RoutesError::io("inspect", entry.path(), error))?;
-        if !file_type.is_file() {
-            continue;
-        }
-        if name.starts_with(TEMP_PREFIX) && name.ends_with(TEMP_SUFFIX) {
+        if file_type.is_file() && name.starts_with(TEMP_PREFIX) && name.ends_with(TEMP_SUFFIX) {
             result.leftover_temps.push(name);
             continue;
         }
         let ours = name.starts_with(LOCAL_FILE_PREFIX) || name.starts_with(REMOTE_FILE_PREFIX);
         if !ours || !name.ends_with(FILE_SUFFIX) {
+            continue;
+        }
+        // Firework writes only regular files, so a symlink or directory with one of its
+        // names is the operator's and must not be replaced by a rename.
+        if !file_type.is_file() {
+            result.foreign.push(name);
             continue;
         }
         let first_line = read_first_line(&entry.path())?;

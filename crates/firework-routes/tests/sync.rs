@@ -276,6 +276,11 @@ fn operator_files_survive() {
         fs::write(temp.path().join(name), content).unwrap();
     }
     fs::create_dir(temp.path().join("firework-local-dir.yaml")).unwrap();
+    std::os::unix::fs::symlink(
+        "middlewares.yaml",
+        temp.path().join("firework-local-link.yaml"),
+    )
+    .unwrap();
     let routes = syncer(temp.path());
     routes
         .sync(&[local("web", "172.16.0.2", 80, "web.example.com")], &[])
@@ -288,6 +293,37 @@ fn operator_files_survive() {
         assert_eq!(read(temp.path(), name), content, "{name}");
     }
     assert!(temp.path().join("firework-local-dir.yaml").is_dir());
+    let link = fs::read_link(temp.path().join("firework-local-link.yaml")).unwrap();
+    assert_eq!(link, Path::new("middlewares.yaml"));
+}
+
+#[test]
+fn symlink_blocks_local_route() {
+    let temp = tempfile::tempdir().unwrap();
+    fs::write(temp.path().join("target.yaml"), "http: {}\n").unwrap();
+    std::os::unix::fs::symlink("target.yaml", temp.path().join("firework-local-web.yaml")).unwrap();
+    let before = snapshot(temp.path());
+
+    let error = syncer(temp.path())
+        .sync(&[local("web", "172.16.0.2", 80, "web.example.com")], &[])
+        .unwrap_err();
+
+    assert!(
+        matches!(
+            error,
+            RoutesError::LocalRoute {
+                source: RouteError::ForeignFile { .. },
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    assert_eq!(snapshot(temp.path()), before);
+    assert!(
+        fs::symlink_metadata(temp.path().join("firework-local-web.yaml"))
+            .unwrap()
+            .is_symlink()
+    );
 }
 
 #[test]
@@ -818,8 +854,8 @@ fn write_failure_then_converges() {
     routes
         .sync(&[local("old", "172.16.0.5", 80, "old.example.com")], &[])
         .unwrap();
-    // A directory in place of a route file makes reading and renaming over it fail.
-    fs::create_dir(temp.path().join("firework-local-b.yaml")).unwrap();
+    // A directory in place of the temporary file makes writing route b fail.
+    fs::create_dir(temp.path().join(".firework-local-b.yaml.tmp")).unwrap();
     let wanted = [
         local("a", "172.16.0.2", 80, "a.example.com"),
         local("b", "172.16.0.3", 80, "b.example.com"),
@@ -828,7 +864,8 @@ fn write_failure_then_converges() {
     let error = routes.sync(&wanted, &[]).unwrap_err();
 
     assert!(
-        matches!(error, RoutesError::Io { ref path, .. } if path.ends_with("firework-local-b.yaml")),
+        matches!(error, RoutesError::Io { operation: "create", ref path, .. }
+            if path.ends_with(".firework-local-b.yaml.tmp")),
         "{error:?}"
     );
     assert!(
@@ -836,7 +873,7 @@ fn write_failure_then_converges() {
         "stale files are deleted only after every write succeeded"
     );
 
-    fs::remove_dir(temp.path().join("firework-local-b.yaml")).unwrap();
+    fs::remove_dir(temp.path().join(".firework-local-b.yaml.tmp")).unwrap();
     let report = routes.sync(&wanted, &[]).unwrap();
 
     assert_eq!(report.unchanged, ["firework-local-a.yaml"]);
