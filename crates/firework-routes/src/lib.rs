@@ -63,4 +63,4 @@ pub use error::{RouteError, RoutesError};
 pub use hostname::{RouteKeys, normalize_domain};
 pub use render::{LOCAL_FILE_PREFIX, OWNERSHIP_MARKER, REMOTE_FILE_PREFIX};
 pub use route::{LocalRoute, PeerServices, RemoteNodeRoutes, RemoteService, local_routes};
-pub use sync::{RouteSync, SkippedRoute, SyncReport};
+pub use sync::{DEFAULT_ENTRY_POINT, RouteSync, SkippedRoute, SyncReport};

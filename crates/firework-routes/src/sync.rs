@@ -12,6 +12,9 @@ use crate::files;
 use crate::render::{Owner, render};
 use crate::route::{LocalRoute, PeerServices, RemoteNodeRoutes};
 
+/// The entry point routers use unless the agent config names another.
+pub const DEFAULT_ENTRY_POINT: &str = "web";
+
 /// Maximum file name length in bytes on ext4, XFS and Btrfs.
 const MAX_FILE_NAME_LEN: usize = 255;
 
@@ -74,7 +77,7 @@ struct Planned {
 
 impl RouteSync {
     /// Creates a syncer for `dir`. `entry_point` names the Traefik entry point of every
-    /// router (the agent's default is `web`). `ingress_domain` is the domain under which
+    /// router ([`DEFAULT_ENTRY_POINT`] unless the agent config names another). `ingress_domain` is the domain under which
     /// `metadata.subdomain` routes are published. With `None` or a blank value, a routed
     /// local service with a subdomain fails the sync and such peer routes are skipped.
     pub fn new(

@@ -68,7 +68,12 @@ fn peer(node: &str, host_ip: Option<&str>, services: Vec<RemoteService>) -> Remo
 }
 
 fn syncer(dir: &Path) -> RouteSync {
-    RouteSync::new(dir, "web", Some("example.com")).unwrap()
+    RouteSync::new(
+        dir,
+        firework_routes::DEFAULT_ENTRY_POINT,
+        Some("example.com"),
+    )
+    .unwrap()
 }
 
 #[test]
