@@ -17,8 +17,9 @@ const TEMP_SUFFIX: &str = ".tmp";
 /// What the route directory contains that matters to a sync.
 #[derive(Debug, Default)]
 pub struct DirScan {
-    /// Files with a Firework prefix and ownership line, by file name.
-    pub owned: BTreeMap<String, Owner>,
+    /// Files with a Firework prefix and ownership line, by file name, with the host name
+    /// each one routes.
+    pub owned: BTreeMap<String, (Owner, String)>,
     /// Entries with a Firework name that are not regular files or lack a valid ownership
     /// line. Firework never touches them.
     pub foreign: Vec<String>,
@@ -58,8 +59,8 @@ pub fn scan(dir: &Path) -> Result<DirScan, RoutesError> {
         }
         let first_line = read_first_line(&entry.path())?;
         match Owner::parse(&first_line) {
-            Some(owner) if owner.file_name() == name => {
-                result.owned.insert(name, owner);
+            Some((owner, host)) if owner.file_name() == name => {
+                result.owned.insert(name, (owner, host));
             }
             _ => result.foreign.push(name),
         }

@@ -47,7 +47,9 @@
 //!   name order. A route is skipped (and listed in [`SyncReport::skipped`]) for invalid
 //!   keys, a peer without `host_ip`, a service without port forward, or a host name
 //!   already claimed. Local routes claim their host names first.
-//! * A peer passed as unknown keeps its existing files unchanged.
+//! * A peer passed as unknown keeps its existing files unchanged, and their host names
+//!   count as claimed for the listed peers. A kept file whose host name a local route now
+//!   serves is deleted, because local routes win.
 //! * Each file is written to a temporary `.firework-*.tmp` file, flushed and renamed into
 //!   place, so Traefik never reads a partial file; files whose bytes are unchanged are not
 //!   rewritten. Stale files are deleted only after all new files are in place.

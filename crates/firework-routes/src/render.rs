@@ -47,40 +47,46 @@ impl Owner {
         }
     }
 
-    fn ownership_line(&self) -> String {
+    fn ownership_line(&self, host: &str) -> String {
         match self {
-            Owner::Local { service } => format!("{OWNERSHIP_MARKER} kind=local service={service}"),
+            Owner::Local { service } => {
+                format!("{OWNERSHIP_MARKER} kind=local service={service} host={host}")
+            }
             Owner::Remote { node, service } => {
-                format!("{OWNERSHIP_MARKER} kind=remote node={node} service={service}")
+                format!("{OWNERSHIP_MARKER} kind=remote node={node} service={service} host={host}")
             }
         }
     }
 
-    /// Parses the ownership line of a file, or returns `None` when the file is not Firework's.
-    pub fn parse(first_line: &str) -> Option<Owner> {
+    /// Parses the ownership line of a file into the owner and the routed host name, or
+    /// returns `None` when the file is not Firework's.
+    pub fn parse(first_line: &str) -> Option<(Owner, String)> {
         let rest = first_line
             .strip_prefix(OWNERSHIP_MARKER)?
             .strip_prefix(' ')?;
         let mut kind = None;
         let mut node = None;
         let mut service = None;
+        let mut host = None;
         for field in rest.split(' ') {
             let (key, value) = field.split_once('=')?;
             let slot = match key {
                 "kind" => &mut kind,
                 "node" => &mut node,
                 "service" => &mut service,
+                "host" => &mut host,
                 _ => return None,
             };
             if slot.replace(value.to_string()).is_some() || value.is_empty() {
                 return None;
             }
         }
-        match (kind?.as_str(), node, service?) {
-            ("local", None, service) => Some(Owner::Local { service }),
-            ("remote", Some(node), service) => Some(Owner::Remote { node, service }),
-            _ => None,
-        }
+        let owner = match (kind?.as_str(), node, service?) {
+            ("local", None, service) => Owner::Local { service },
+            ("remote", Some(node), service) => Owner::Remote { node, service },
+            _ => return None,
+        };
+        Some((owner, host?))
     }
 }
 
@@ -105,7 +111,7 @@ pub fn render(owner: &Owner, host: &str, entry_point: &str, ip: IpAddr, port: u1
          \x20     loadBalancer:\n\
          \x20       servers:\n\
          \x20         - url: \"http://{backend}\"\n",
-        ownership = owner.ownership_line(),
+        ownership = owner.ownership_line(host),
     )
 }
 
@@ -138,7 +144,7 @@ mod tests {
             5601,
         );
         let expected = "\
-# managed-by: firework-routes kind=local service=kibana
+# managed-by: firework-routes kind=local service=kibana host=tenant-1.example.com
 # Written by the Firework agent. Changes are overwritten, and the file is deleted when the route goes away.
 http:
   routers:
@@ -207,7 +213,10 @@ http:
                 1,
             );
             let first = text.lines().next().unwrap_or_default();
-            assert_eq!(Owner::parse(first), Some(owner));
+            assert_eq!(
+                Owner::parse(first),
+                Some((owner, "h.example.com".to_string()))
+            );
         }
     }
 
@@ -224,7 +233,9 @@ http:
             "# managed-by: firework-routes kind=local service=x service=y",
             "# managed-by: firework-routes kind=local service=",
             "# managed-by: firework-routes kind=other service=x",
-            "# managed-by: firework-routes kind=local service=x extra=1",
+            "# managed-by: firework-routes kind=local service=x host=h extra=1",
+            "# managed-by: firework-routes kind=local service=x host=",
+            "# managed-by: firework-routes kind=local service=x host=a host=b",
         ] {
             assert_eq!(Owner::parse(line), None, "{line:?}");
         }

@@ -57,6 +57,7 @@ pub struct SkippedRoute {
 enum Claim {
     Local { service: String },
     Remote { node: String, service: String },
+    Kept { node: String, service: String },
 }
 
 impl std::fmt::Display for Claim {
@@ -64,6 +65,10 @@ impl std::fmt::Display for Claim {
         match self {
             Claim::Local { service } => write!(f, "local service {service:?}"),
             Claim::Remote { node, service } => write!(f, "service {service:?} of node {node:?}"),
+            Claim::Kept { node, service } => write!(
+                f,
+                "the kept route of service {service:?} of unknown node {node:?}"
+            ),
         }
     }
 }
@@ -138,7 +143,8 @@ impl RouteSync {
         let mut claimed: BTreeMap<String, Claim> = BTreeMap::new();
         let mut planned = self.plan_local(local, &foreign, &mut claimed)?;
         let mut report = SyncReport::default();
-        let unknown = self.plan_remote(remote, &foreign, &mut claimed, &mut planned, &mut report);
+        let kept = keep_unknown_peer_files(&scan, remote, &mut claimed);
+        self.plan_remote(remote, &foreign, &mut claimed, &mut planned, &mut report);
 
         files::create_dir(&self.dir)?;
         for temp in &scan.leftover_temps {
@@ -160,13 +166,11 @@ impl RouteSync {
         }
 
         let planned_names: BTreeSet<&str> = planned.iter().map(|file| file.file.as_str()).collect();
-        for (name, owner) in &scan.owned {
+        for name in scan.owned.keys() {
             if planned_names.contains(name.as_str()) {
                 continue;
             }
-            if let Owner::Remote { node, .. } = owner
-                && unknown.contains(node.as_str())
-            {
+            if kept.contains(name.as_str()) {
                 report.kept.push(name.clone());
                 continue;
             }
@@ -251,20 +255,19 @@ impl RouteSync {
     }
 
     /// Chooses the remote routes: peers in node-name order, services in name order, the
-    /// first claim of a host name wins and local routes have claimed theirs already.
-    /// Returns the names of peers whose services are unknown.
-    fn plan_remote<'a>(
+    /// first claim of a host name wins, and local routes and kept files have claimed
+    /// theirs already.
+    fn plan_remote(
         &self,
-        remote: &'a [RemoteNodeRoutes],
+        remote: &[RemoteNodeRoutes],
         foreign: &BTreeSet<&str>,
         claimed: &mut BTreeMap<String, Claim>,
         planned: &mut Vec<Planned>,
         report: &mut SyncReport,
-    ) -> BTreeSet<&'a str> {
+    ) {
         let mut peers: Vec<&RemoteNodeRoutes> = remote.iter().collect();
         peers.sort_by(|a, b| a.node.cmp(&b.node));
         let mut seen = BTreeSet::new();
-        let mut unknown = BTreeSet::new();
         for peer in peers {
             let mut skip = |service: &str, reason: RouteError| {
                 warn!(node = %peer.node, service, reason = %reason, "skipping remote route");
@@ -284,10 +287,7 @@ impl RouteSync {
                 continue;
             }
             let services = match &peer.services {
-                PeerServices::Unknown => {
-                    unknown.insert(peer.node.as_str());
-                    continue;
-                }
+                PeerServices::Unknown => continue,
                 PeerServices::Listed(services) => services,
             };
             if let Err(rule) = names::check_node_label(&peer.node) {
@@ -311,7 +311,6 @@ impl RouteSync {
                 }
             }
         }
-        unknown
     }
 
     fn plan_one_remote(
@@ -365,4 +364,54 @@ impl RouteSync {
         );
         Ok(Some(Planned { file, content }))
     }
+}
+
+/// Picks the files of peers passed as unknown that stay, and claims their host names so
+/// that no listed peer gets a second router for the same host. A kept file whose host a
+/// local route now claims is not kept, because local routes win, so the caller deletes it.
+///
+/// Only a peer's first entry counts, as in [`RouteSync::sync`]'s remote planning.
+fn keep_unknown_peer_files<'a>(
+    scan: &'a files::DirScan,
+    remote: &[RemoteNodeRoutes],
+    claimed: &mut BTreeMap<String, Claim>,
+) -> BTreeSet<&'a str> {
+    let mut first_entries: BTreeMap<&str, &PeerServices> = BTreeMap::new();
+    let mut peers: Vec<&RemoteNodeRoutes> = remote.iter().collect();
+    peers.sort_by(|a, b| a.node.cmp(&b.node));
+    for peer in peers {
+        first_entries
+            .entry(peer.node.as_str())
+            .or_insert(&peer.services);
+    }
+
+    let mut kept = BTreeSet::new();
+    for (name, (owner, host)) in &scan.owned {
+        let Owner::Remote { node, service } = owner else {
+            continue;
+        };
+        if !matches!(
+            first_entries.get(node.as_str()),
+            Some(PeerServices::Unknown)
+        ) {
+            continue;
+        }
+        if let Some(Claim::Local { service: local }) = claimed.get(host) {
+            info!(
+                file = %name,
+                node = %node,
+                service = %service,
+                host = %host,
+                local_service = %local,
+                "not keeping the route of an unknown peer because a local route now serves its host"
+            );
+            continue;
+        }
+        claimed.entry(host.clone()).or_insert_with(|| Claim::Kept {
+            node: node.clone(),
+            service: service.clone(),
+        });
+        kept.insert(name.as_str());
+    }
+    kept
 }

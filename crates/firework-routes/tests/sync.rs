@@ -90,7 +90,9 @@ fn local_route_file_content() {
 
     assert_eq!(report.written, ["firework-local-kibana.yaml"]);
     let text = read(temp.path(), "firework-local-kibana.yaml");
-    assert!(text.starts_with("# managed-by: firework-routes kind=local service=kibana\n"));
+    assert!(text.starts_with(
+        "# managed-by: firework-routes kind=local service=kibana host=tenant-1.example.com\n"
+    ));
     assert!(
         text.contains("rule: \"Host(`tenant-1.example.com`)\""),
         "{text}"
@@ -120,7 +122,9 @@ fn remote_route_file_content() {
     assert_eq!(report.written, ["firework-remote-node-2_kibana.yaml"]);
     let text = read(temp.path(), "firework-remote-node-2_kibana.yaml");
     assert!(
-        text.starts_with("# managed-by: firework-routes kind=remote node=node-2 service=kibana\n")
+        text.starts_with(
+            "# managed-by: firework-routes kind=remote node=node-2 service=kibana host=tenant-1.example.com\n"
+        )
     );
     assert!(
         text.contains("rule: \"Host(`tenant-1.example.com`)\""),
@@ -274,7 +278,7 @@ fn operator_files_survive() {
         // An ownership line that does not match the file name.
         (
             "firework-remote-x_y.yaml",
-            "# managed-by: firework-routes kind=local service=y\n",
+            "# managed-by: firework-routes kind=local service=y host=y.example.com\n",
         ),
     ];
     for (name, content) in operator {
@@ -888,4 +892,74 @@ fn write_failure_then_converges() {
         names(temp.path()),
         ["firework-local-a.yaml", "firework-local-b.yaml"]
     );
+}
+
+#[test]
+fn kept_route_blocks_listed_peer() {
+    let temp = tempfile::tempdir().unwrap();
+    let routes = syncer(temp.path());
+    routes
+        .sync(
+            &[],
+            &[peer(
+                "node-b",
+                Some("10.0.1.6"),
+                vec![remote_service("svc", Some(80), "shared")],
+            )],
+        )
+        .unwrap();
+
+    // node-b cannot be read and node-a now lists a service with the same host name.
+    let report = routes
+        .sync(
+            &[],
+            &[
+                peer(
+                    "node-a",
+                    Some("10.0.1.5"),
+                    vec![remote_service("moved", Some(80), "shared")],
+                ),
+                RemoteNodeRoutes::unknown("node-b"),
+            ],
+        )
+        .unwrap();
+
+    assert_eq!(report.kept, ["firework-remote-node-b_svc.yaml"]);
+    assert_eq!(names(temp.path()), ["firework-remote-node-b_svc.yaml"]);
+    assert_eq!(report.skipped.len(), 1);
+    assert_eq!(
+        report.skipped[0].reason,
+        RouteError::HostClaimed {
+            host: "shared.example.com".to_string(),
+            owner: "the kept route of service \"svc\" of unknown node \"node-b\"".to_string(),
+        }
+    );
+}
+
+#[test]
+fn local_route_replaces_kept_route() {
+    let temp = tempfile::tempdir().unwrap();
+    let routes = syncer(temp.path());
+    routes
+        .sync(
+            &[],
+            &[peer(
+                "node-b",
+                Some("10.0.1.6"),
+                vec![remote_service("svc", Some(80), "shared")],
+            )],
+        )
+        .unwrap();
+
+    // The service moved here while node-b cannot be read: the local route wins.
+    let report = routes
+        .sync(
+            &[local_sub("svc", "172.16.0.2", 80, "shared")],
+            &[RemoteNodeRoutes::unknown("node-b")],
+        )
+        .unwrap();
+
+    assert!(report.kept.is_empty(), "{report:?}");
+    assert_eq!(report.deleted, ["firework-remote-node-b_svc.yaml"]);
+    assert_eq!(names(temp.path()), ["firework-local-svc.yaml"]);
 }
