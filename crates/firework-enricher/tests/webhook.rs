@@ -404,3 +404,34 @@ async fn lambda_handler_shares_the_webhook_path() {
     assert_eq!(reply["published"], head);
     assert_eq!(reply["written"], 0, "nothing changed since the push");
 }
+
+#[tokio::test(start_paused = true)]
+async fn timer_queues_scheduled_runs() {
+    let input = tempfile::tempdir().unwrap();
+    copy_tree(&example_tree(), input.path());
+    let output = tempfile::tempdir().unwrap();
+    let config = firework_enricher::run::RunConfig {
+        input: input.path().display().to_string(),
+        output: output.path().display().to_string(),
+        ..Default::default()
+    };
+    let metrics = std::sync::Arc::new(firework_enricher::serve::metrics::Metrics::default());
+    let runner = serve::Runner::new(config, metrics.clone());
+    let mut finished = runner.finished();
+    let worker = tokio::spawn(runner.clone().work());
+    let timer = serve::spawn_timer(runner, Duration::from_secs(300));
+    // Paused time advances whenever every task waits, so each period elapses at once. Three
+    // runs take two periods; the limit is virtual time too.
+    tokio::time::timeout(Duration::from_secs(3600), finished.wait_for(|n| *n >= 3))
+        .await
+        .expect("three scheduled runs within an hour")
+        .unwrap();
+    assert!(output.path().join("nodes/edge.yaml").is_file());
+    assert!(
+        metrics
+            .encode()
+            .contains("firework_enricher_runs_total{result=\"ok\"} 3")
+    );
+    timer.abort();
+    worker.abort();
+}

@@ -146,6 +146,23 @@ pub fn state(config: &ServeConfig) -> Result<AppState, ServeConfigError> {
     })
 }
 
+/// Starts a task that queues a scheduled run at once and then every `period`. A run that
+/// is still going when the timer fires absorbs the trigger (see [`Runner`]).
+pub fn spawn_timer(
+    runner: Arc<Runner>,
+    period: std::time::Duration,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(period);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            info!("scheduled render");
+            runner.submit(Trigger::Scheduled);
+        }
+    })
+}
+
 /// Starts the run worker and the timer, and serves on `listener` until the future is
 /// dropped or the server fails.
 pub async fn serve_on(
@@ -154,17 +171,7 @@ pub async fn serve_on(
     interval: Option<std::time::Duration>,
 ) -> std::io::Result<()> {
     let worker = tokio::spawn(state.runner.clone().work());
-    let timer = interval.map(|period| {
-        let runner = state.runner.clone();
-        tokio::spawn(async move {
-            let mut ticks = tokio::time::interval(period);
-            loop {
-                ticks.tick().await;
-                info!("scheduled render");
-                runner.submit(Trigger::Scheduled);
-            }
-        })
-    });
+    let timer = interval.map(|period| spawn_timer(state.runner.clone(), period));
     info!(address = ?listener.local_addr().ok(), "serving webhooks");
     let result = axum::serve(listener, router(state)).await;
     worker.abort();
