@@ -258,13 +258,19 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// The partial download file with its running hash, written from a blocking thread.
+/// Full write buffers that may wait for the writer thread. With the buffer being filled and
+/// the one being written, one download holds at most `WRITE_BUFFER * (QUEUED_BUFFERS + 2)`
+/// bytes of body data.
+const QUEUED_BUFFERS: usize = 2;
+
+/// The partial download file. A blocking thread writes and hashes full buffers while the next
+/// one is received, so the network and the disk work at the same time.
 struct PartialFile {
     path: PathBuf,
-    file: Option<File>,
-    hasher: Option<Sha256>,
     buffer: Vec<u8>,
-    /// Bytes on disk plus bytes in `buffer`.
+    sender: Option<tokio::sync::mpsc::Sender<Vec<u8>>>,
+    writer: tokio::task::JoinHandle<Result<(File, Sha256), ImageError>>,
+    /// Bytes on disk, queued and in `buffer`.
     len: u64,
 }
 
@@ -303,11 +309,24 @@ impl PartialFile {
             Ok((file, hasher, read))
         })
         .await?;
+
+        let (sender, mut receiver) = tokio::sync::mpsc::channel::<Vec<u8>>(QUEUED_BUFFERS);
+        let writer_path = path.clone();
+        let writer = tokio::task::spawn_blocking(move || {
+            let mut file = file;
+            let mut hasher = hasher;
+            while let Some(buffer) = receiver.blocking_recv() {
+                file.write_all(&buffer)
+                    .map_err(|e| ImageError::io("write", &writer_path, e))?;
+                hasher.update(&buffer);
+            }
+            Ok((file, hasher))
+        });
         Ok(PartialFile {
             path,
-            file: Some(file),
-            hasher: Some(hasher),
             buffer: Vec::with_capacity(WRITE_BUFFER),
+            sender: Some(sender),
+            writer,
             len,
         })
     }
@@ -321,44 +340,39 @@ impl PartialFile {
         Ok(())
     }
 
-    /// Writes the buffer and feeds it to the hash on a blocking thread.
+    /// Hands the buffer to the writer thread.
     async fn flush(&mut self) -> Result<(), ImageError> {
         if self.buffer.is_empty() {
             return Ok(());
         }
-        let (Some(mut file), Some(mut hasher)) = (self.file.take(), self.hasher.take()) else {
-            return Err(ImageError::io(
+        let buffer = std::mem::replace(&mut self.buffer, Vec::with_capacity(WRITE_BUFFER));
+        let sent = match &self.sender {
+            Some(sender) => sender.send(buffer).await.is_ok(),
+            None => false,
+        };
+        if sent {
+            return Ok(());
+        }
+        // The writer stopped, which only happens after a write error; return that error.
+        self.sender = None;
+        match (&mut self.writer).await {
+            Ok(Err(error)) => Err(error),
+            Ok(Ok(_)) | Err(_) => Err(ImageError::io(
                 "write",
                 &self.path,
-                std::io::Error::other("an earlier write to this file failed"),
-            ));
-        };
-        let buffer = std::mem::take(&mut self.buffer);
-        let path = self.path.clone();
-        let (file, hasher, mut buffer) = blocking(move || {
-            file.write_all(&buffer)
-                .map_err(|e| ImageError::io("write", &path, e))?;
-            hasher.update(&buffer);
-            Ok((file, hasher, buffer))
-        })
-        .await?;
-        buffer.clear();
-        self.buffer = buffer;
-        self.file = Some(file);
-        self.hasher = Some(hasher);
-        Ok(())
+                std::io::Error::other("the writer thread stopped"),
+            )),
+        }
     }
 
-    /// Flushes, fsyncs and returns the hex SHA-256 of the whole content.
+    /// Writes everything, fsyncs and returns the hex SHA-256 of the whole content.
     async fn finish(mut self) -> Result<String, ImageError> {
         self.flush().await?;
-        let (Some(file), Some(hasher)) = (self.file.take(), self.hasher.take()) else {
-            return Err(ImageError::io(
-                "fsync",
-                &self.path,
-                std::io::Error::other("an earlier write to this file failed"),
-            ));
-        };
+        self.sender = None;
+        let (file, hasher) = self
+            .writer
+            .await
+            .map_err(|e| ImageError::io("write", &self.path, std::io::Error::other(e)))??;
         let path = self.path.clone();
         blocking(move || {
             file.sync_all()
@@ -431,9 +445,11 @@ async fn download(
     let mut file = PartialFile::open(partial.clone(), keep).await?;
     let result = receive(context, key, path, remote, &mut file).await;
     if let Err(error) = result {
-        file.flush().await.ok();
-        // A broken transfer keeps the partial file for a later resume; any other failure
-        // means the bytes are useless.
+        // Everything received so far goes to disk. A broken transfer keeps the partial file
+        // for a later resume, and any other failure means the bytes are useless.
+        if let Err(flush_error) = file.finish().await {
+            warn!(error = %crate::error_chain(&flush_error), "failed to write a partial image download");
+        }
         if !matches!(error, ImageError::Unreachable { .. }) {
             discard(&partial, &partial_record);
         }
