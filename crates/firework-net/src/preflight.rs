@@ -9,7 +9,7 @@ use std::process::Command;
 /// Inputs of [`preflight`].
 #[derive(Debug, Clone)]
 pub struct PreflightConfig {
-    /// Path or name of the Firecracker binary (`firecracker_binary`).
+    /// Path or name of the Firecracker binary (the agent config's `firecracker_bin`).
     pub firecracker_binary: PathBuf,
     /// Bridge name, checked only when it already exists.
     pub bridge: Option<String>,
@@ -169,7 +169,7 @@ pub fn check_device(name: &'static str, path: &Path, fix: &str) -> Check {
 pub fn check_firecracker(binary: &Path) -> Check {
     let name = "firecracker";
     let fix = format!(
-        "install Firecracker from https://github.com/firecracker-microvm/firecracker/releases and set firecracker_binary (now {})",
+        "install Firecracker from https://github.com/firecracker-microvm/firecracker/releases and set firecracker_bin in the agent config (now {})",
         binary.display()
     );
     match Command::new(binary).arg("--version").output() {
@@ -233,7 +233,12 @@ mod tests {
                 .detail
                 .starts_with("failed to run /nonexistent/firecracker")
         );
-        assert!(firecracker.fix.unwrap().contains("firecracker_binary"));
+        assert!(
+            firecracker
+                .fix
+                .unwrap()
+                .contains("set firecracker_bin in the agent config")
+        );
     }
 
     #[test]
