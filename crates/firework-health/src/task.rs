@@ -1,0 +1,376 @@
+//! The task that probes and restarts one service.
+
+use std::error::Error;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use firework_model::service::HealthCheck;
+use tokio::sync::{broadcast, mpsc, watch};
+use tokio::time::{Instant, sleep_until};
+
+use crate::event::HealthEvent;
+use crate::locks::ServiceLocks;
+use crate::monitor::Restarter;
+use crate::policy::{Decision, RestartPolicy};
+use crate::probe::{ProbeError, Prober};
+use crate::state::{HealthState, ServiceHealth, bound_error};
+use crate::target::ProbeTarget;
+
+/// A request from the monitor handle to a service task.
+#[derive(Debug)]
+pub(crate) enum Command {
+    VmExited(String),
+    Reset,
+    Stop,
+}
+
+/// What a restart wait ended with.
+enum Wait {
+    Elapsed,
+    RestartNow,
+    Stop,
+    Closed,
+}
+
+pub(crate) struct ServiceTask {
+    pub(crate) service: String,
+    /// The check and its target; `None` when the service is not probed.
+    pub(crate) probed: Option<(HealthCheck, ProbeTarget)>,
+    pub(crate) prober: Arc<dyn Prober>,
+    pub(crate) restarter: Arc<dyn Restarter>,
+    pub(crate) locks: ServiceLocks,
+    pub(crate) policy: RestartPolicy,
+    pub(crate) events: broadcast::Sender<HealthEvent>,
+    pub(crate) health: watch::Sender<ServiceHealth>,
+    pub(crate) commands: mpsc::UnboundedReceiver<Command>,
+    /// Start of the current healthy streak.
+    pub(crate) healthy_since: Option<Instant>,
+}
+
+impl ServiceTask {
+    pub(crate) async fn run(mut self) {
+        let interval = self
+            .probed
+            .as_ref()
+            .map(|(check, _)| Duration::from(check.interval).max(Duration::from_millis(1)));
+        let mut next_probe = interval.map(|interval| Instant::now() + interval);
+
+        loop {
+            let probing = next_probe.is_some()
+                && matches!(
+                    self.state(),
+                    HealthState::Starting | HealthState::Healthy | HealthState::Unhealthy
+                );
+            let wake = next_probe.unwrap_or_else(Instant::now);
+            tokio::select! {
+                () = sleep_until(wake), if probing => {
+                    if let Some(reason) = self.probe().await
+                        && !self.restart_cycle(&reason).await
+                    {
+                        return;
+                    }
+                    next_probe = interval.map(|interval| Instant::now() + interval);
+                }
+                command = self.commands.recv() => {
+                    let keep_running = match command {
+                        None => false,
+                        Some(Command::VmExited(reason)) => self.on_exit(&reason).await,
+                        Some(Command::Reset) => self.on_reset().await,
+                        Some(Command::Stop) => {
+                            self.set_state(HealthState::Stopped, None);
+                            true
+                        }
+                    };
+                    if !keep_running {
+                        return;
+                    }
+                    next_probe = interval.map(|interval| Instant::now() + interval);
+                }
+            }
+        }
+    }
+
+    fn state(&self) -> HealthState {
+        self.health.borrow().state
+    }
+
+    fn initial_state(&self) -> HealthState {
+        if self.probed.is_some() {
+            HealthState::Starting
+        } else {
+            HealthState::NotProbed
+        }
+    }
+
+    /// Runs one probe and records it. Returns the reason when the failures reached
+    /// `retries`.
+    async fn probe(&mut self) -> Option<String> {
+        let (check, target) = self.probed.as_ref()?;
+        let timeout = Duration::from(check.timeout);
+        let result = match tokio::time::timeout(timeout, self.prober.probe(check, target)).await {
+            Ok(result) => result,
+            Err(_) => Err(ProbeError::TimedOut {
+                target: target.to_string(),
+                timeout,
+            }),
+        };
+        let now = Instant::now();
+        let in_start_period = now < self.health.borrow().started_at + check.start_period.0;
+        let (retries, threshold) = (check.retries.max(1), check.success_threshold.max(1));
+
+        let mut exhausted = None;
+        let mut became_healthy = false;
+        let mut became_unhealthy = false;
+        self.update(|health| {
+            health.probes += 1;
+            health.last_probe = Some(SystemTime::now());
+            match &result {
+                Ok(()) => {
+                    health.consecutive_failures = 0;
+                    health.consecutive_successes = health.consecutive_successes.saturating_add(1);
+                    health.last_error = None;
+                    if health.consecutive_successes >= threshold
+                        && health.state != HealthState::Healthy
+                    {
+                        health.state = HealthState::Healthy;
+                        became_healthy = true;
+                    }
+                }
+                Err(error) => {
+                    health.probe_failures += 1;
+                    health.consecutive_successes = 0;
+                    let message = bound_error(&error_chain(error));
+                    health.last_error = Some(message.clone());
+                    if !in_start_period {
+                        health.consecutive_failures = health.consecutive_failures.saturating_add(1);
+                        became_unhealthy = health.state == HealthState::Healthy;
+                        health.state = HealthState::Unhealthy;
+                        if health.consecutive_failures >= retries {
+                            exhausted = Some(message);
+                        }
+                    }
+                }
+            }
+        });
+
+        if became_healthy {
+            self.healthy_since = Some(now);
+            tracing::info!(service = %self.service, "service healthy");
+        }
+        if became_unhealthy && let Some(since) = self.healthy_since.take() {
+            self.policy
+                .on_healthy_for(now.saturating_duration_since(since));
+        }
+        if let Err(error) = &result {
+            tracing::debug!(service = %self.service, error = %error_chain(error), in_start_period, "probe failed");
+        }
+        if let Some(reason) = &exhausted {
+            tracing::warn!(service = %self.service, retries, reason = %reason, "health check failed; restarting");
+            self.emit(HealthEvent::Unhealthy {
+                service: self.service.clone(),
+                reason: reason.clone(),
+            });
+        }
+        exhausted
+    }
+
+    async fn on_exit(&mut self, reason: &str) -> bool {
+        if matches!(self.state(), HealthState::Stopped | HealthState::Failing) {
+            tracing::info!(service = %self.service, reason, state = %self.state(), "VM exited; not restarted in this state");
+            return true;
+        }
+        let now = Instant::now();
+        let running_for = if self.probed.is_some() {
+            self.healthy_since
+                .take()
+                .map(|since| now.saturating_duration_since(since))
+        } else {
+            Some(now.saturating_duration_since(self.health.borrow().started_at))
+        };
+        if let Some(running_for) = running_for {
+            self.policy.on_healthy_for(running_for);
+        }
+        let reason = format!("VM exited: {reason}");
+        tracing::warn!(service = %self.service, reason = %reason, "VM exited; restarting");
+        self.update(|health| health.last_error = Some(bound_error(&reason)));
+        self.emit(HealthEvent::Unhealthy {
+            service: self.service.clone(),
+            reason: reason.clone(),
+        });
+        self.restart_cycle(&reason).await
+    }
+
+    async fn on_reset(&mut self) -> bool {
+        self.policy.reset();
+        tracing::info!(service = %self.service, state = %self.state(), "restart history reset");
+        if self.state() != HealthState::Failing {
+            return true;
+        }
+        match self.restart_now().await {
+            Ok(()) => true,
+            Err(error) => self.restart_cycle(&error).await,
+        }
+    }
+
+    /// Restarts the VM per the policy until a restart succeeds or the policy gives up.
+    /// Returns false when the task must end (the monitor dropped the service).
+    async fn restart_cycle(&mut self, reason: &str) -> bool {
+        let mut reason = reason.to_string();
+        loop {
+            self.healthy_since = None;
+            let now = Instant::now();
+            let at = match self.policy.on_failure(now) {
+                Decision::MarkFailing => {
+                    let config = self.policy.config();
+                    let why = format!(
+                        "{} restarts within {:?}; last failure: {reason}",
+                        config.max_restarts, config.window
+                    );
+                    tracing::error!(service = %self.service, reason = %why, "service marked failing; reset it or change its spec");
+                    self.set_state(HealthState::Failing, Some(bound_error(&why)));
+                    self.emit(HealthEvent::Failing {
+                        service: self.service.clone(),
+                        reason: reason.clone(),
+                    });
+                    return true;
+                }
+                Decision::RestartAt(at) => at,
+            };
+
+            let delay = at.saturating_duration_since(now);
+            let attempt = u32::try_from(self.policy.restarts_in_window()).unwrap_or(u32::MAX);
+            tracing::info!(service = %self.service, ?delay, attempt, "restart scheduled");
+            self.update(|health| {
+                health.next_attempt_at = Some(SystemTime::now() + delay);
+            });
+            self.set_state(HealthState::Restarting { next_attempt: at }, None);
+            self.emit(HealthEvent::RestartScheduled {
+                service: self.service.clone(),
+                delay,
+                attempt,
+            });
+
+            match self.wait_for_restart(at).await {
+                Wait::Elapsed | Wait::RestartNow => {}
+                Wait::Stop => {
+                    self.update(|health| health.next_attempt_at = None);
+                    self.set_state(HealthState::Stopped, None);
+                    return true;
+                }
+                Wait::Closed => return false,
+            }
+
+            match self.restart_now().await {
+                Ok(()) => return true,
+                Err(error) => reason = error,
+            }
+        }
+    }
+
+    async fn wait_for_restart(&mut self, at: Instant) -> Wait {
+        loop {
+            tokio::select! {
+                () = sleep_until(at) => return Wait::Elapsed,
+                command = self.commands.recv() => match command {
+                    None => return Wait::Closed,
+                    Some(Command::Stop) => return Wait::Stop,
+                    Some(Command::Reset) => {
+                        self.policy.reset();
+                        return Wait::RestartNow;
+                    }
+                    // Already restarting.
+                    Some(Command::VmExited(_)) => {}
+                },
+            }
+        }
+    }
+
+    /// Restarts the VM under the service's lock. Returns the restarter's error text.
+    async fn restart_now(&mut self) -> Result<(), String> {
+        let guard = self.locks.lock(&self.service).await;
+        tracing::info!(service = %self.service, "restarting VM");
+        let result = self.restarter.restart(&self.service).await;
+        drop(guard);
+
+        match result {
+            Ok(()) => {
+                let initial = self.initial_state();
+                self.update(|health| {
+                    health.started_at = Instant::now();
+                    health.next_attempt_at = None;
+                    health.consecutive_failures = 0;
+                    health.consecutive_successes = 0;
+                    health.restarts = health.restarts.saturating_add(1);
+                });
+                let reason = self.health.borrow().reason.clone();
+                let reason = if initial == HealthState::NotProbed {
+                    reason
+                } else {
+                    None
+                };
+                self.set_state(initial, reason);
+                tracing::info!(service = %self.service, "VM restarted");
+                self.emit(HealthEvent::Restarted {
+                    service: self.service.clone(),
+                });
+                Ok(())
+            }
+            Err(error) => {
+                let message = format!("restart failed: {}", error_chain(error.as_ref()));
+                tracing::error!(service = %self.service, error = %message, "VM restart failed");
+                self.update(|health| health.last_error = Some(bound_error(&message)));
+                self.emit(HealthEvent::RestartFailed {
+                    service: self.service.clone(),
+                    error: message.clone(),
+                });
+                Err(message)
+            }
+        }
+    }
+
+    fn set_state(&mut self, state: HealthState, reason: Option<String>) {
+        self.update(|health| {
+            health.state = state;
+            health.reason = reason;
+        });
+    }
+
+    /// Changes the snapshot and emits a state change when the state differs.
+    fn update(&mut self, change: impl FnOnce(&mut ServiceHealth)) {
+        let mut from = None;
+        let mut to = None;
+        self.health.send_modify(|health| {
+            let before = health.state;
+            change(health);
+            if health.state != before {
+                from = Some(before);
+                to = Some(health.state);
+            }
+        });
+        if let (Some(from), Some(to)) = (from, to) {
+            tracing::debug!(service = %self.service, %from, %to, "health state changed");
+            self.emit(HealthEvent::StateChanged {
+                service: self.service.clone(),
+                from,
+                to,
+            });
+        }
+    }
+
+    fn emit(&self, event: HealthEvent) {
+        // No subscriber is fine: the snapshot holds the same facts.
+        let _ = self.events.send(event);
+    }
+}
+
+/// Joins an error and its sources with `: `.
+fn error_chain(error: &(dyn Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(inner) = source {
+        text.push_str(": ");
+        text.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    text
+}
