@@ -435,3 +435,25 @@ async fn timer_queues_scheduled_runs() {
     timer.abort();
     worker.abort();
 }
+
+#[test]
+fn serve_config_requires_a_secret() {
+    let fixture = fixture();
+    std::fs::write(fixture.secret_file.path(), "\n").unwrap();
+    let error = serve::state(&config(&fixture, 4096)).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "no webhook secret: set secret_file or secret_env to a non-empty secret"
+    );
+    let mut env_config = config(&fixture, 4096);
+    env_config.secret_file = None;
+    env_config.secret_env = Some("FIREWORK_ENRICHER_TEST_UNSET_SECRET".to_string());
+    assert!(matches!(
+        serve::state(&env_config),
+        Err(serve::ServeConfigError::NoSecret)
+    ));
+    // The secret never shows in debug output.
+    std::fs::write(fixture.secret_file.path(), SECRET).unwrap();
+    let state = serve::state(&config(&fixture, 4096)).unwrap();
+    assert!(!format!("{state:?}").contains(SECRET));
+}

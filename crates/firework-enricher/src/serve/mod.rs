@@ -115,6 +115,14 @@ async fn webhook(State(state): State<AppState>, headers: HeaderMap, body: Body) 
                 let decision = state.core.handle(&headers, &bytes);
                 if decision.status == 401 {
                     warn!(delivery = ?headers.delivery, "webhook signature rejected");
+                } else if decision.render.is_none() {
+                    info!(
+                        delivery = ?headers.delivery,
+                        event = ?headers.event,
+                        status = decision.status,
+                        reply = %decision.body,
+                        "webhook delivery not rendered"
+                    );
                 }
                 if let Some(after) = decision.render {
                     info!(revision = %after, delivery = ?headers.delivery, "push queued");
