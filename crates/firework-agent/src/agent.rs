@@ -163,7 +163,7 @@ struct Failure {
     error: String,
 }
 
-/// What one tick saw and did.
+/// The outcome of one tick.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct TickReport {
     /// The plan after the guard rails and the retry backoff.
@@ -172,7 +172,7 @@ pub struct TickReport {
     pub held: Vec<HeldAction>,
     /// Services whose desired VM could not be built, with the error.
     pub spec_errors: Vec<(String, String)>,
-    /// What the apply did; empty for a dry run.
+    /// The apply outcome, empty for a dry run.
     pub apply: ApplyReport,
     /// The tick-level error: the tick changed nothing, or read a stale store.
     pub error: Option<String>,
@@ -220,12 +220,12 @@ impl Agent {
         })
     }
 
-    /// The status shared with the API.
+    /// Returns the status shared with the API.
     pub fn status(&self) -> SharedStatus {
         Arc::clone(&self.status)
     }
 
-    /// The agent's settings.
+    /// Returns the agent settings.
     pub fn settings(&self) -> &AgentSettings {
         &self.settings
     }
@@ -408,7 +408,7 @@ impl Agent {
         report
     }
 
-    /// Lists the VMs the runtime knows, joined with the agent's intent records.
+    /// Lists the VMs the runtime has records of, joined with the agent intent records.
     async fn actual(&self) -> BTreeMap<String, ActualVm> {
         let mut intents = self.intents.load_all();
         self.parts

@@ -10,7 +10,7 @@ use serde::Serialize;
 use crate::status::SharedStatus;
 use crate::trigger::Trigger;
 
-/// What the handlers share.
+/// The state shared by the handlers.
 #[derive(Debug, Clone)]
 pub struct ApiState {
     /// The agent status.

@@ -32,7 +32,12 @@ fn open_config_store(
         store: config.store_type.as_str(),
         source: Box::new(source),
     };
-    let settings = StoreSettings::from_agent_config(config).map_err(store_error)?;
+    let mut settings = StoreSettings::from_agent_config(config).map_err(store_error)?;
+    if let StoreSettings::Git(git) = &mut settings {
+        // A tick reads the store once, and a triggered tick must see a commit pushed a
+        // moment before it, so a fetched commit is never reused by the next tick.
+        git.reuse_window = std::time::Duration::ZERO;
+    }
     open_store(&settings).map_err(store_error)
 }
 

@@ -213,17 +213,27 @@ fn sigterm_leaves_vms_running_and_exits_zero() {
     let Some(mut node) = Node::new() else { return };
     node.write_label("web", &[node.service("alpha", "")]);
     node.start_agent();
-    let pids = wait_converged(&node, &["alpha"]);
+    wait_converged(&node, &["alpha"]);
+
+    // SIGHUP queues a tick that picks up the new service.
+    node.write_label(
+        "web",
+        &[node.service("alpha", ""), node.service("beta", "")],
+    );
+    node.signal_agent(Signal::SIGHUP);
+    let pids = wait_converged(&node, &["alpha", "beta"]);
 
     node.signal_agent(Signal::SIGTERM);
     let status = node
         .wait_agent_exit(Duration::from_secs(20))
         .expect("agent did not exit after SIGTERM");
     assert_eq!(status.code(), Some(0));
-    assert!(
-        alive(pids["alpha"]),
-        "vm must keep running after the agent exits"
-    );
+    for (service, pid) in &pids {
+        assert!(
+            alive(*pid),
+            "{service} must keep running after the agent exits"
+        );
+    }
 
     // A new agent adopts the VM instead of restarting it.
     node.start_agent();
