@@ -95,3 +95,49 @@ async fn garage_publish_protocol() {
         "garage now rejects If-None-Match: {create:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garage_registry_and_output_in_one_run() {
+    let Some(garage) = garage::Garage::start() else {
+        return;
+    };
+    let object = ObjectOptions {
+        endpoint: Some(garage.endpoint.clone()),
+        region: Some("garage".to_string()),
+        credentials: Some((garage.key_id.clone(), garage.secret.clone())),
+    };
+    let registry = Target::parse("s3://firework/cluster", &object).unwrap();
+    let record = serde_json::json!({
+        "node": "node-a",
+        "labels": ["edge", "storage"],
+        "host_ip": "10.1.0.5",
+        "capacity": {"vcpus": 16, "memory_mb": 16384},
+        "agent_version": "0.1.0",
+        "heartbeat": jiff::Timestamp::now().to_string(),
+    });
+    registry
+        .put("registry/nodes/node-a.json", record.to_string().as_bytes())
+        .await
+        .unwrap();
+    let config = firework_enricher::run::RunConfig {
+        input: std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/data/example")
+            .display()
+            .to_string(),
+        output: "s3://firework/cluster".to_string(),
+        object: object.clone(),
+        registry: Some("s3://firework/cluster".to_string()),
+        ..Default::default()
+    };
+    let outcome = firework_enricher::run::run(&config).await.unwrap();
+    assert_eq!(
+        outcome.report.written,
+        vec!["index.json", "nodes/node-a.yaml"]
+    );
+    let (bytes, _) = registry.get("nodes/node-a.yaml").await.unwrap().unwrap();
+    let text = String::from_utf8(bytes).unwrap();
+    assert!(text.contains("host_ip: \"10.1.0.5\"\n"), "{text}");
+    // The second run keeps the placement read back from index.json and writes nothing.
+    let outcome = firework_enricher::run::run(&config).await.unwrap();
+    assert!(outcome.report.written.is_empty(), "{:?}", outcome.report);
+}
