@@ -757,3 +757,17 @@ pub fn render_plan(report: &TickReport) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_delay_doubles_up_to_max() {
+        assert_eq!(retry_delay(1), Duration::from_secs(1));
+        assert_eq!(retry_delay(2), Duration::from_secs(2));
+        assert_eq!(retry_delay(4), Duration::from_secs(8));
+        assert_eq!(retry_delay(10), RETRY_MAX);
+        assert_eq!(retry_delay(u32::MAX), RETRY_MAX);
+    }
+}

@@ -312,3 +312,85 @@ pub fn fit_capacity(
     plan.actions = kept;
     held
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn live(service: &str, label: &str) -> (String, ActualVm) {
+        (
+            service.to_owned(),
+            ActualVm {
+                service: service.to_owned(),
+                state: RecordState::Running,
+                pid: Some(1),
+                vm_hash: String::new(),
+                intent: Some(crate::spec::Intent {
+                    label: label.to_owned(),
+                    revision: String::new(),
+                    hash: String::new(),
+                    fingerprint: crate::spec::Fingerprint {
+                        kernel: String::new(),
+                        image: String::new(),
+                        image_version: String::new(),
+                        vcpus: 1,
+                        memory_mb: 128,
+                        kernel_args: String::new(),
+                        network: None,
+                        port_forwards: Vec::new(),
+                        health_check: None,
+                    },
+                }),
+            },
+        )
+    }
+
+    fn four_live() -> BTreeMap<String, ActualVm> {
+        ["a", "b", "c", "d"]
+            .into_iter()
+            .map(|name| live(name, "web"))
+            .collect()
+    }
+
+    #[test]
+    fn guard_share_below_one_holds_half() {
+        let actual = four_live();
+        let mut deletes = plan(&[], &actual, &["c", "d"].map(str::to_owned).into());
+        let held = guard_deletes(&mut deletes, &actual, &BTreeSet::new(), 0.5);
+        assert_eq!(held.len(), 2);
+        assert_eq!(held[0].action.service, "a");
+        assert!(deletes.actions.is_empty());
+    }
+
+    #[test]
+    fn guard_share_below_threshold_passes() {
+        let actual = four_live();
+        let mut deletes = plan(&[], &actual, &["b", "c", "d"].map(str::to_owned).into());
+        let held = guard_deletes(&mut deletes, &actual, &BTreeSet::new(), 0.5);
+        assert!(held.is_empty());
+        assert_eq!(deletes.summary().delete, 1);
+    }
+
+    #[test]
+    fn guard_allows_explicitly_empty_label() {
+        let actual = four_live();
+        let mut deletes = plan(&[], &actual, &BTreeSet::new());
+        let explicit = BTreeSet::from(["web".to_owned()]);
+        let held = guard_deletes(&mut deletes, &actual, &explicit, 1.0);
+        assert!(held.is_empty());
+        assert_eq!(deletes.summary().delete, 4);
+    }
+
+    #[test]
+    fn guard_ignores_exited_vms() {
+        let mut actual = four_live();
+        for vm in actual.values_mut() {
+            vm.state = RecordState::Exited;
+        }
+        let mut deletes = plan(&[], &actual, &BTreeSet::new());
+        let held = guard_deletes(&mut deletes, &actual, &BTreeSet::new(), 1.0);
+        assert!(held.is_empty());
+        assert_eq!(deletes.summary().delete, 4);
+    }
+}
