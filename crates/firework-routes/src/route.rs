@@ -27,6 +27,9 @@ impl LocalRoute {
     /// `guest_ip` is the address the agent assigned; without it the address written in the
     /// service's network block is used, if any. The backend port is the first port
     /// forward's `vm_port`, else the health check's `port`.
+    ///
+    /// NOTE: as in the Go firework, the first forward counts even when it is UDP, so list
+    /// the HTTP forward first.
     pub fn from_service(service: &Service, guest_ip: Option<IpAddr>) -> Self {
         let configured_ip = service
             .network
