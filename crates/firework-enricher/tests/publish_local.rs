@@ -36,7 +36,7 @@ fn manifest(dir: &Path) -> Manifest {
     Manifest::from_json(&std::fs::read(dir.join(MANIFEST_KEY)).unwrap()).unwrap()
 }
 
-/// Every file below `dir` with its content, lock file excluded.
+/// Reads every file below `dir` except the lock file.
 fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
     let mut out = BTreeMap::new();
     let mut stack = vec![dir.to_path_buf()];
@@ -210,7 +210,7 @@ async fn dry_run_reports_the_diff_and_writes_nothing() {
 }
 
 #[tokio::test]
-async fn a_held_lock_stops_a_second_run() {
+async fn held_lock_stops_second_run() {
     let out = tempfile::tempdir().unwrap();
     let target = Target::Local(out.path().to_path_buf());
     let _held = target.lock().unwrap();

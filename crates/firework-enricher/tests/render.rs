@@ -232,7 +232,7 @@ fn validation_reports_every_error_with_file_and_field() {
 }
 
 #[test]
-fn scheduler_mode_places_services_and_resolves_cross_node_links() {
+fn scheduler_mode_resolves_cross_node_links() {
     let tree = write_tree(&[
         (
             "services/db.yaml",

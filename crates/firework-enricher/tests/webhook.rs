@@ -114,7 +114,7 @@ fn manifest(dir: &std::path::Path) -> Manifest {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn webhook_server_checks_signatures_filters_events_and_renders_pushes() {
+async fn webhook_server_signatures_events_and_pushes() {
     let fixture = fixture();
     let config = config(&fixture, 4096);
     let state = serve::state(&config).unwrap();

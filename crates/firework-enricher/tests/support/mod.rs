@@ -21,7 +21,7 @@ pub fn copy_tree(from: &Path, to: &Path) {
     }
 }
 
-/// The example input tree of the render tests.
+/// Returns the example input tree of the render tests.
 pub fn example_tree() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/example")
 }
