@@ -156,7 +156,7 @@ impl HealthMonitor {
             HealthState::NotProbed
         };
         let mut health = ServiceHealth::new(&service, initial, started_at);
-        health.reason = reason;
+        health.reason = reason.clone();
 
         let (health_tx, health_rx) = watch::channel(health);
         let (commands_tx, commands_rx) = mpsc::unbounded_channel();
@@ -171,6 +171,7 @@ impl HealthMonitor {
             health: health_tx,
             commands: commands_rx,
             healthy_since: None,
+            not_probed_reason: reason,
         };
         tracing::info!(service = %service, state = %initial, "health monitoring started");
         let entry = Entry {

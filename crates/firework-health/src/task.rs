@@ -45,6 +45,8 @@ pub(crate) struct ServiceTask {
     pub(crate) commands: mpsc::UnboundedReceiver<Command>,
     /// Start of the current healthy streak.
     pub(crate) healthy_since: Option<Instant>,
+    /// Why the service is not probed, when it is not.
+    pub(crate) not_probed_reason: Option<String>,
 }
 
 impl ServiceTask {
@@ -302,13 +304,7 @@ impl ServiceTask {
                     health.consecutive_successes = 0;
                     health.restarts = health.restarts.saturating_add(1);
                 });
-                let reason = self.health.borrow().reason.clone();
-                let reason = if initial == HealthState::NotProbed {
-                    reason
-                } else {
-                    None
-                };
-                self.set_state(initial, reason);
+                self.set_state(initial, self.not_probed_reason.clone());
                 tracing::info!(service = %self.service, "VM restarted");
                 self.emit(HealthEvent::Restarted {
                     service: self.service.clone(),

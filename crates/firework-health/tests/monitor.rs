@@ -1,0 +1,376 @@
+//! The monitor's timing on paused tokio time: probe schedule, start period, success
+//! threshold, backoff, the failing state, locks and resets.
+
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use firework_health::{
+    HealthEvent, HealthMonitor, HealthState, Registration, RestartPolicyConfig, ServiceLocks,
+};
+use firework_model::GoDuration;
+use firework_model::service::HealthCheck;
+use support::fakes::{RecordingRestarter, SwitchProber};
+use support::http_check;
+use tokio::time::{Instant, sleep, sleep_until};
+
+fn exact_policy() -> RestartPolicyConfig {
+    RestartPolicyConfig {
+        jitter: 0.0,
+        ..RestartPolicyConfig::default()
+    }
+}
+
+struct Setup {
+    monitor: HealthMonitor,
+    prober: Arc<SwitchProber>,
+    restarter: Arc<RecordingRestarter>,
+    locks: ServiceLocks,
+}
+
+fn setup(healthy: bool, policy: RestartPolicyConfig) -> Setup {
+    let prober = SwitchProber::new(healthy);
+    let restarter = RecordingRestarter::new();
+    let locks = ServiceLocks::new();
+    let monitor =
+        HealthMonitor::with_parts(restarter.clone(), locks.clone(), prober.clone(), policy);
+    Setup {
+        monitor,
+        prober,
+        restarter,
+        locks,
+    }
+}
+
+fn checked(service: &str, check: HealthCheck) -> Registration {
+    Registration::new(service, Some(check), None)
+}
+
+fn secs_since(start: Instant, times: &[Instant]) -> Vec<u64> {
+    times.iter().map(|t| (*t - start).as_secs()).collect()
+}
+
+fn state(monitor: &HealthMonitor, service: &str) -> HealthState {
+    monitor.health(service).unwrap().state
+}
+
+#[tokio::test(start_paused = true)]
+async fn probes_every_interval() {
+    let s = setup(true, exact_policy());
+    let start = Instant::now();
+    s.monitor.register(checked("web", http_check(1)));
+    sleep(Duration::from_secs(45)).await;
+
+    let calls = s.prober.calls.lock().unwrap().clone();
+    assert_eq!(secs_since(start, &calls), [10, 20, 30, 40]);
+    assert_eq!(state(&s.monitor, "web"), HealthState::Healthy);
+    assert!(s.restarter.times().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn never_healthy_backs_off_then_fails() {
+    let s = setup(false, exact_policy());
+    let mut events = s.monitor.subscribe();
+    let start = Instant::now();
+    s.monitor.register(checked("web", http_check(1)));
+
+    // Restart decisions at 30, 70, 120, 190 and 300 s, after three failed probes each;
+    // the delays double from 10 s. The sixth decision, at 490 s, finds 5 restarts within
+    // 15 minutes and marks the service failing.
+    sleep(Duration::from_secs(489)).await;
+    assert_eq!(
+        secs_since(start, &s.restarter.times()),
+        [40, 90, 160, 270, 460]
+    );
+    sleep(Duration::from_secs(2)).await;
+    let health = s.monitor.health("web").unwrap();
+    assert_eq!(health.state, HealthState::Failing);
+    assert_eq!(health.restarts, 5);
+    let reason = health.reason.unwrap();
+    assert!(
+        reason.starts_with("5 restarts within 900s; last failure: "),
+        "{reason}"
+    );
+    assert!(reason.contains("503"), "{reason}");
+
+    // Failing is left alone: no probes and no restarts.
+    let probes = s.prober.call_count();
+    sleep(Duration::from_secs(3600)).await;
+    assert_eq!(s.prober.call_count(), probes);
+    assert_eq!(s.restarter.times().len(), 5);
+
+    let mut scheduled = Vec::new();
+    let mut failing = 0;
+    while let Ok(event) = events.try_recv() {
+        match event {
+            HealthEvent::RestartScheduled { delay, attempt, .. } => {
+                scheduled.push((delay.as_secs(), attempt));
+            }
+            HealthEvent::Failing { .. } => failing += 1,
+            _ => {}
+        }
+    }
+    assert_eq!(scheduled, [(10, 1), (20, 2), (40, 3), (80, 4), (160, 5)]);
+    assert_eq!(failing, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn backoff_jitter_within_bounds() {
+    let s = setup(false, RestartPolicyConfig::default());
+    let mut events = s.monitor.subscribe();
+    s.monitor.register(checked("web", http_check(1)));
+    sleep(Duration::from_secs(3600)).await;
+
+    let mut delays = Vec::new();
+    while let Ok(event) = events.try_recv() {
+        if let HealthEvent::RestartScheduled { delay, .. } = event {
+            delays.push(delay);
+        }
+    }
+    assert_eq!(delays.len(), 5);
+    for (delay, nominal) in delays.iter().zip([10, 20, 40, 80, 160]) {
+        let nominal = Duration::from_secs(nominal);
+        assert!(*delay <= nominal, "{delay:?} > {nominal:?}");
+        assert!(
+            *delay >= nominal.mul_f64(0.8),
+            "{delay:?} < 80% of {nominal:?}"
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn start_period_failures_not_counted() {
+    let s = setup(false, exact_policy());
+    let mut check = http_check(1);
+    check.start_period = GoDuration::from_secs(60);
+    let start = Instant::now();
+    s.monitor.register(checked("slow", check));
+
+    sleep_until(start + Duration::from_secs(55)).await;
+    let health = s.monitor.health("slow").unwrap();
+    assert_eq!(health.state, HealthState::Starting);
+    assert_eq!(health.probe_failures, 5);
+    assert_eq!(health.consecutive_failures, 0);
+    assert!(health.last_error.unwrap().contains("503"));
+
+    // Probes at 60, 70 and 80 s count; the restart follows 10 s later.
+    sleep_until(start + Duration::from_secs(95)).await;
+    assert_eq!(secs_since(start, &s.restarter.times()), [90]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn success_threshold_needs_streak() {
+    let s = setup(true, exact_policy());
+    let mut check = http_check(1);
+    check.success_threshold = 3;
+    let start = Instant::now();
+    s.monitor.register(checked("web", check));
+
+    sleep_until(start + Duration::from_secs(25)).await;
+    let health = s.monitor.health("web").unwrap();
+    assert_eq!(health.state, HealthState::Starting);
+    assert_eq!(health.consecutive_successes, 2);
+
+    sleep_until(start + Duration::from_secs(35)).await;
+    assert_eq!(state(&s.monitor, "web"), HealthState::Healthy);
+}
+
+#[tokio::test(start_paused = true)]
+async fn flapping_never_healthy_nor_restarted() {
+    let s = setup(true, exact_policy());
+    s.prober
+        .flapping
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let mut check = http_check(1);
+    check.success_threshold = 2;
+    s.monitor.register(checked("flappy", check));
+    sleep(Duration::from_secs(605)).await;
+
+    let health = s.monitor.health("flappy").unwrap();
+    assert_eq!(health.probes, 60);
+    assert_eq!(health.probe_failures, 30);
+    assert_eq!(health.state, HealthState::Unhealthy);
+    assert!(s.restarter.times().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn recovery_after_failures_clears_error() {
+    let s = setup(false, exact_policy());
+    let start = Instant::now();
+    s.monitor.register(checked("web", http_check(1)));
+    sleep_until(start + Duration::from_secs(25)).await;
+    let health = s.monitor.health("web").unwrap();
+    assert_eq!(health.state, HealthState::Unhealthy);
+    assert_eq!(health.consecutive_failures, 2);
+
+    s.prober.set(true);
+    sleep_until(start + Duration::from_secs(35)).await;
+    let health = s.monitor.health("web").unwrap();
+    assert_eq!(health.state, HealthState::Healthy);
+    assert_eq!(health.consecutive_failures, 0);
+    assert_eq!(health.last_error, None);
+    assert!(s.restarter.times().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn no_target_is_not_probed() {
+    let s = setup(false, exact_policy());
+    let mut check = http_check(1);
+    check.target = None;
+    check.port = Some(8080);
+    s.monitor
+        .register(Registration::new("isolated", Some(check), None));
+    sleep(Duration::from_secs(3600)).await;
+
+    let health = s.monitor.health("isolated").unwrap();
+    assert_eq!(health.state, HealthState::NotProbed);
+    assert_eq!(
+        health.reason.as_deref(),
+        Some("no probe target: the check has no `target`, and the service has no guest address")
+    );
+    assert_eq!(s.prober.call_count(), 0);
+    assert!(s.restarter.times().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn vm_exit_restarts_with_backoff() {
+    let s = setup(true, exact_policy());
+    let start = Instant::now();
+    s.monitor.register(Registration::new("batch", None, None));
+
+    s.monitor.vm_exited("batch", "exit status 1").unwrap();
+    sleep_until(start + Duration::from_secs(11)).await;
+    s.monitor.vm_exited("batch", "exit status 1").unwrap();
+    sleep_until(start + Duration::from_secs(40)).await;
+    assert_eq!(secs_since(start, &s.restarter.times()), [10, 31]);
+    let health = s.monitor.health("batch").unwrap();
+    assert_eq!(health.state, HealthState::NotProbed);
+    assert_eq!(health.restarts, 2);
+
+    // Ten minutes of running resets the backoff to 10 s.
+    sleep_until(start + Duration::from_secs(31 + 600)).await;
+    s.monitor.vm_exited("batch", "exit status 1").unwrap();
+    sleep_until(start + Duration::from_secs(31 + 600 + 11)).await;
+    assert_eq!(secs_since(start, &s.restarter.times()), [10, 31, 641]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn failed_restart_retried_later() {
+    let s = setup(true, exact_policy());
+    s.restarter
+        .fail
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let mut events = s.monitor.subscribe();
+    let start = Instant::now();
+    s.monitor.register(Registration::new("web", None, None));
+    s.monitor.vm_exited("web", "killed").unwrap();
+    sleep_until(start + Duration::from_secs(35)).await;
+
+    assert_eq!(secs_since(start, &s.restarter.times()), [10, 30]);
+    let health = s.monitor.health("web").unwrap();
+    assert!(matches!(health.state, HealthState::Restarting { .. }));
+    assert_eq!(
+        health.last_error.as_deref(),
+        Some("restart failed: firecracker did not start")
+    );
+    let failures = std::iter::from_fn(|| events.try_recv().ok())
+        .filter(|e| matches!(e, HealthEvent::RestartFailed { .. }))
+        .count();
+    assert_eq!(failures, 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn restart_waits_for_service_lock() {
+    let s = setup(true, exact_policy());
+    s.monitor.register(Registration::new("web", None, None));
+    let guard = s.locks.lock("web").await;
+    s.monitor.vm_exited("web", "killed").unwrap();
+    sleep(Duration::from_secs(60)).await;
+    assert!(s.restarter.times().is_empty());
+    assert!(matches!(
+        state(&s.monitor, "web"),
+        HealthState::Restarting { .. }
+    ));
+
+    let released = Instant::now();
+    drop(guard);
+    sleep(Duration::from_millis(1)).await;
+    assert_eq!(s.restarter.times(), [released]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn reset_revives_failing_service() {
+    let policy = RestartPolicyConfig {
+        max_restarts: 1,
+        ..exact_policy()
+    };
+    let s = setup(true, policy);
+    s.monitor.register(Registration::new("web", None, None));
+    s.monitor.vm_exited("web", "killed").unwrap();
+    sleep(Duration::from_secs(11)).await;
+    s.monitor.vm_exited("web", "killed").unwrap();
+    sleep(Duration::from_secs(1)).await;
+    assert_eq!(state(&s.monitor, "web"), HealthState::Failing);
+
+    // Exits while failing are ignored.
+    s.monitor.vm_exited("web", "killed").unwrap();
+    sleep(Duration::from_secs(3600)).await;
+    assert_eq!(s.restarter.times().len(), 1);
+
+    s.monitor.reset("web").unwrap();
+    sleep(Duration::from_millis(1)).await;
+    assert_eq!(s.restarter.times().len(), 2);
+    let health = s.monitor.health("web").unwrap();
+    assert_eq!(health.state, HealthState::NotProbed);
+    assert_eq!(health.reason.as_deref(), Some("no health check"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn stopped_service_not_restarted() {
+    let s = setup(false, exact_policy());
+    s.monitor.register(checked("web", http_check(1)));
+    s.monitor.mark_stopped("web").unwrap();
+    sleep(Duration::from_millis(1)).await;
+    s.monitor.vm_exited("web", "stopped by the agent").unwrap();
+    sleep(Duration::from_secs(3600)).await;
+
+    assert_eq!(state(&s.monitor, "web"), HealthState::Stopped);
+    assert_eq!(s.prober.call_count(), 0);
+    assert!(s.restarter.times().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn deregister_stops_probes() {
+    let s = setup(false, exact_policy());
+    s.monitor.register(checked("web", http_check(1)));
+    sleep(Duration::from_secs(15)).await;
+    assert!(s.monitor.deregister("web"));
+    assert!(!s.monitor.deregister("web"));
+    let probes = s.prober.call_count();
+    sleep(Duration::from_secs(3600)).await;
+
+    assert_eq!(probes, 1);
+    assert_eq!(s.prober.call_count(), 1);
+    assert!(s.monitor.health("web").is_none());
+    assert_eq!(
+        s.monitor.vm_exited("web", "gone").unwrap_err().to_string(),
+        "service \"web\" is not registered with the health monitor"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn register_again_resets_counts() {
+    let s = setup(false, exact_policy());
+    s.monitor.register(checked("web", http_check(1)));
+    sleep(Duration::from_secs(25)).await;
+    assert_eq!(s.monitor.health("web").unwrap().probe_failures, 2);
+
+    s.monitor.register(checked("web", http_check(1)));
+    let health = s.monitor.health("web").unwrap();
+    assert_eq!(health.state, HealthState::Starting);
+    assert_eq!(health.probe_failures, 0);
+    assert_eq!(s.monitor.services(), ["web"]);
+}
