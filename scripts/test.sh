@@ -14,3 +14,7 @@ done
 
 echo "==> cargo test"
 cargo test --workspace --no-fail-fast
+
+# The enricher's AWS Lambda entry point is behind a cargo feature.
+echo "==> cargo test -p firework-enricher --features lambda"
+cargo test -p firework-enricher --features lambda --no-fail-fast
