@@ -140,3 +140,51 @@ impl ActualVm {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base() -> Fingerprint {
+        Fingerprint {
+            kernel: "/k".to_owned(),
+            image: "/i".to_owned(),
+            image_version: "1-1".to_owned(),
+            vcpus: 1,
+            memory_mb: 128,
+            kernel_args: "console=ttyS0".to_owned(),
+            network: Some(NetworkFingerprint {
+                tap: "fw-a".to_owned(),
+                mac: "02:fc:00:00:00:02".to_owned(),
+                guest_ip: Ipv4Addr::new(172, 16, 0, 2),
+            }),
+            port_forwards: vec!["80:8080/tcp".to_owned()],
+            health_check: Some("{\"type\":\"tcp\",\"port\":8080}".to_owned()),
+        }
+    }
+
+    #[test]
+    fn every_field_changes_hash_and_is_named() {
+        type Change = fn(&mut Fingerprint);
+        let cases: [(&str, Change); 9] = [
+            ("kernel", |f| f.kernel = "/k2".to_owned()),
+            ("image", |f| f.image = "/i2".to_owned()),
+            ("image_version", |f| f.image_version = "2-2".to_owned()),
+            ("vcpus", |f| f.vcpus = 2),
+            ("memory_mb", |f| f.memory_mb = 256),
+            ("kernel_args", |f| f.kernel_args.push_str(" quiet")),
+            ("network", |f| f.network = None),
+            ("port_forwards", |f| f.port_forwards.clear()),
+            ("health_check", |f| f.health_check = None),
+        ];
+        let original = base();
+        for (field, change) in cases {
+            let mut changed = base();
+            change(&mut changed);
+            assert_ne!(changed.hash(), original.hash(), "{field}");
+            assert_eq!(changed.changed_fields(&original), vec![field]);
+        }
+        assert_eq!(base().hash(), original.hash());
+        assert!(base().changed_fields(&original).is_empty());
+    }
+}

@@ -494,3 +494,34 @@ async fn dry_run_changes_nothing() {
     );
     assert!(text.contains("  create    alpha (not running)\n"), "{text}");
 }
+
+#[tokio::test]
+async fn kernel_change_updates() {
+    let world = World::new();
+    world.write_label("web", &two_services(&world));
+    let (mut agent, _stop) = world.agent(world.settings(&["web"]));
+    agent.tick("test", false).await;
+    world.vms.take_calls();
+
+    std::fs::write(world.images().join("vmlinux2"), b"\x7fELF other kernel").unwrap();
+    let changed = format!(
+        "node: web\nservices:\n{}{}",
+        world
+            .service("alpha", "a.ext4", "")
+            .replace("vmlinux", "vmlinux2"),
+        world.service("beta", "b.ext4", "")
+    );
+    world.write_label("web", &changed);
+    let report = agent.tick("test", false).await;
+    assert_eq!(report.error, None);
+    let updates: Vec<_> = report.plan.of_kind(ActionKind::Update).collect();
+    assert_eq!(updates.len(), 1, "{:?}", report.plan);
+    assert_eq!(updates[0].changed, vec!["kernel"]);
+    assert!(
+        world
+            .vms
+            .spec("alpha")
+            .kernel_path
+            .ends_with("images/vmlinux2")
+    );
+}
