@@ -8,7 +8,7 @@ use crate::cancel::CancelToken;
 use crate::monitor::HealthMonitor;
 use crate::state::HealthState;
 
-/// Why an updated service did not pass the gate. The agent then restores the previous
+/// The reason an updated service did not pass the gate. The agent then restores the previous
 /// spec, stops the rollout and reports it rolled back with this reason.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum GateError {

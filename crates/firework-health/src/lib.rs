@@ -1,10 +1,10 @@
 //! Health monitoring of Firework services.
 //!
 //! The agent registers each started service with a [`HealthMonitor`]. The monitor probes
-//! every service on its own tokio task ([`probe`]), keeps a [`ServiceHealth`] snapshot per
-//! service, restarts a VM through the agent's [`Restarter`] when its probes fail `retries`
-//! times in a row or when its process exits, and spaces those restarts with the
-//! [`RestartPolicy`] (exponential backoff, then the `failing` state). Restarts take the
+//! every service on its own tokio task ([`probe`]) and keeps a [`ServiceHealth`] snapshot
+//! per service. When the probes fail `retries` times in a row or the VM process exits, it
+//! restarts the VM through the agent's [`Restarter`]. The [`RestartPolicy`] spaces those
+//! restarts with exponential backoff and ends in the `failing` state. Restarts take the
 //! service's lock from [`ServiceLocks`], the same lock the reconcile loop takes, so the two
 //! never act on one VM at once. [`HealthMonitor::wait_healthy`] is the gate of rolling
 //! updates.

@@ -5,8 +5,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::OwnedMutexGuard;
 
-/// One async lock per service name. Whoever changes a service's VM (the reconcile loop for
-/// create, update and delete, the monitor for a restart) holds its lock meanwhile.
+/// One async lock per service name. The reconcile loop (for create, update and delete) and
+/// the monitor (for a restart) take the lock while they change the service's VM.
 #[derive(Debug, Clone, Default)]
 pub struct ServiceLocks {
     locks: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
@@ -24,7 +24,7 @@ impl ServiceLocks {
         self.entry(service).lock_owned().await
     }
 
-    /// Returns the guard of `service` if nobody holds its lock.
+    /// Returns the guard of `service` if its lock is free.
     pub fn try_lock(&self, service: &str) -> Option<OwnedMutexGuard<()>> {
         self.entry(service).try_lock_owned().ok()
     }

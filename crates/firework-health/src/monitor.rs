@@ -9,6 +9,7 @@ use futures::future::BoxFuture;
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use crate::event::HealthEvent;
 use crate::locks::ServiceLocks;
@@ -92,8 +93,8 @@ impl Debug for HealthMonitor {
     }
 }
 
-/// Events kept for slow subscribers; older ones are dropped and the subscriber sees a
-/// lag error.
+/// Events buffered for slow subscribers. Older events are dropped, and the subscriber
+/// receives a lag error.
 const EVENT_CAPACITY: usize = 256;
 
 impl HealthMonitor {
@@ -175,7 +176,10 @@ impl HealthMonitor {
         };
         tracing::info!(service = %service, state = %initial, "health monitoring started");
         let entry = Entry {
-            task: tokio::spawn(task.run()),
+            task: tokio::spawn(
+                task.run()
+                    .instrument(tracing::info_span!("health", service = %service)),
+            ),
             commands: commands_tx,
             health: health_rx,
         };
@@ -240,7 +244,7 @@ impl HealthMonitor {
         names
     }
 
-    /// Returns a receiver that sees every change of the health of `service`; it closes
+    /// Returns a receiver notified of every change of the health of `service`. It closes
     /// when the service is deregistered or registered again.
     pub fn watch(&self, service: &str) -> Option<watch::Receiver<ServiceHealth>> {
         self.lock_entries()
@@ -267,7 +271,7 @@ impl HealthMonitor {
             .ok_or_else(|| MonitorError::NotRegistered {
                 service: service.to_string(),
             })?;
-        // A send fails only after shutdown, when there is nothing left to act.
+        // The send fails only when the task ended (after `shutdown`), so nothing can act on it.
         if entry.commands.send(command).is_err() {
             tracing::warn!(service = %service, "health task already stopped; command dropped");
         }

@@ -12,7 +12,7 @@ use tokio::time::Instant;
 pub struct RestartPolicyConfig {
     /// Delay before the first restart of a series.
     pub initial_backoff: Duration,
-    /// Longest delay; the delay doubles per restart up to this.
+    /// Maximum delay. The delay doubles per restart up to this value.
     pub max_backoff: Duration,
     /// Healthy (or, without probes, running) time after which the delay starts again at
     /// `initial_backoff`.
@@ -40,7 +40,7 @@ impl Default for RestartPolicyConfig {
     }
 }
 
-/// What to do after a failure.
+/// The policy's decision after a failure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {
     /// Restart the VM at this time.

@@ -15,10 +15,10 @@ use tokio::net::TcpStream;
 
 use crate::target::ProbeTarget;
 
-/// The longest status line the HTTP probe reads before giving up.
+/// Maximum status line length the HTTP probe reads before it fails.
 const MAX_STATUS_LINE: usize = 8 * 1024;
 
-/// Why one probe failed.
+/// A failed probe.
 #[derive(Debug, thiserror::Error)]
 pub enum ProbeError {
     /// Connecting failed (refused, unreachable, name not resolved).
@@ -30,8 +30,8 @@ pub enum ProbeError {
         #[source]
         source: std::io::Error,
     },
-    /// Sending the request or reading the answer failed.
-    #[error("reading the answer of {target} failed")]
+    /// Sending the request or reading the response failed.
+    #[error("reading the response of {target} failed")]
     Io {
         /// The probe target.
         target: String,
@@ -47,12 +47,12 @@ pub enum ProbeError {
         /// The check's timeout.
         timeout: Duration,
     },
-    /// The answer is not an HTTP/1.x status line.
-    #[error("invalid HTTP answer from {target}: {reason}")]
+    /// The response does not start with an HTTP/1.x status line.
+    #[error("invalid HTTP response from {target}: {reason}")]
     InvalidResponse {
         /// The probe target.
         target: String,
-        /// What is wrong with it.
+        /// The problem found.
         reason: String,
     },
     /// The HTTP status is not a healthy one.
@@ -92,7 +92,7 @@ impl Prober for NetProber {
     }
 }
 
-/// Probes `target` once; connect, request and answer together get `timeout`.
+/// Probes `target` once. Connect, request and response together get `timeout`.
 /// An HTTP status is healthy when it equals `expected_status`, or without one when it is
 /// 2xx or 3xx.
 pub async fn probe_once(

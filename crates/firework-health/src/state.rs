@@ -9,7 +9,7 @@ use tokio::time::Instant;
 /// boundary and end with `…`.
 pub const MAX_ERROR_LEN: usize = 256;
 
-/// Where a service stands.
+/// The health state of a service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HealthState {
     /// Started and not yet healthy: within the start period, or fewer successes than
@@ -62,7 +62,7 @@ pub struct ServiceHealth {
     pub service: String,
     /// The current state.
     pub state: HealthState,
-    /// Why the service is not probed, or why it is failing.
+    /// The reason the service is not probed or is failing.
     pub reason: Option<String>,
     /// The last probe or restart error, at most [`MAX_ERROR_LEN`] bytes; cleared by a
     /// successful probe.

@@ -1,4 +1,4 @@
-//! Where a probe goes: an explicit `target`, or the guest address with the check's port
+//! Probe target resolution: an explicit `target`, or the guest address with the check's port
 //! and path.
 
 use std::fmt;
@@ -49,7 +49,7 @@ impl fmt::Display for ProbeTarget {
     }
 }
 
-/// Why a health check has no probe target. The monitor then leaves the service unprobed.
+/// The reason a health check has no probe target. The monitor then leaves the service unprobed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TargetError {
     /// Neither an explicit target nor a port with a guest address.
@@ -66,7 +66,7 @@ pub enum TargetError {
     Invalid {
         /// The target as written.
         target: String,
-        /// What is wrong with it.
+        /// The problem found.
         reason: &'static str,
     },
 }

@@ -24,7 +24,7 @@ pub(crate) enum Command {
     Stop,
 }
 
-/// What a restart wait ended with.
+/// The outcome of waiting for a scheduled restart.
 enum Wait {
     Elapsed,
     RestartNow,
@@ -45,7 +45,7 @@ pub(crate) struct ServiceTask {
     pub(crate) commands: mpsc::UnboundedReceiver<Command>,
     /// Start of the current healthy streak.
     pub(crate) healthy_since: Option<Instant>,
-    /// Why the service is not probed, when it is not.
+    /// The reason the service is not probed, when it is not.
     pub(crate) not_probed_reason: Option<String>,
 }
 
@@ -354,7 +354,7 @@ impl ServiceTask {
     }
 
     fn emit(&self, event: HealthEvent) {
-        // No subscriber is fine: the snapshot holds the same facts.
+        // No subscriber is fine, because the snapshot contains the same facts.
         let _ = self.events.send(event);
     }
 }
