@@ -73,7 +73,7 @@ async fn plain_get(store: &Arc<dyn ObjectStore>, key: &str) -> (u64, f64) {
     (bytes, started.elapsed().as_secs_f64())
 }
 
-/// The same GET written to a file and fsynced, the disk-bound floor of any durable sync.
+/// Writes the same GET to a file and fsyncs it, the disk-bound floor of any durable sync.
 async fn plain_get_to_file(store: &Arc<dyn ObjectStore>, key: &str, file: &std::path::Path) -> f64 {
     use std::io::Write;
     let started = Instant::now();

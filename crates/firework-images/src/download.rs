@@ -22,7 +22,7 @@ use crate::sync::SyncOptions;
 /// HTTP client's buffers this bounds the memory of one download.
 const WRITE_BUFFER: usize = 2 * 1024 * 1024;
 
-/// How an image became ready.
+/// The way an image became ready.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReadyVia {
     /// The local copy already matched the object; no body was requested.
@@ -30,7 +30,7 @@ pub enum ReadyVia {
     /// The object was downloaded and installed.
     Downloaded,
     /// The object is missing from the source but a file exists at the path, for example a
-    /// kernel baked into the machine image; it is used as it is.
+    /// kernel baked into the machine image. The file is used as it is.
     LocalOnly,
 }
 
@@ -259,7 +259,7 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 }
 
 /// Full write buffers that may wait for the writer thread. With the buffer being filled and
-/// the one being written, one download holds at most `WRITE_BUFFER * (QUEUED_BUFFERS + 2)`
+/// the one being written, one download keeps at most `WRITE_BUFFER * (QUEUED_BUFFERS + 2)`
 /// bytes of body data.
 const QUEUED_BUFFERS: usize = 2;
 
@@ -331,11 +331,18 @@ impl PartialFile {
         })
     }
 
-    async fn push(&mut self, bytes: &[u8]) -> Result<(), ImageError> {
-        self.buffer.extend_from_slice(bytes);
-        self.len += bytes.len() as u64;
-        if self.buffer.len() >= WRITE_BUFFER {
-            self.flush().await?;
+    /// Appends `bytes`, never growing the buffer past `WRITE_BUFFER`, so it is not
+    /// reallocated.
+    async fn push(&mut self, mut bytes: &[u8]) -> Result<(), ImageError> {
+        while !bytes.is_empty() {
+            let room = WRITE_BUFFER - self.buffer.len();
+            let (now, rest) = bytes.split_at(room.min(bytes.len()));
+            self.buffer.extend_from_slice(now);
+            self.len += now.len() as u64;
+            bytes = rest;
+            if self.buffer.len() >= WRITE_BUFFER {
+                self.flush().await?;
+            }
         }
         Ok(())
     }
@@ -444,17 +451,20 @@ async fn download(
 
     let mut file = PartialFile::open(partial.clone(), keep).await?;
     let result = receive(context, key, path, remote, &mut file).await;
-    if let Err(error) = result {
-        // Everything received so far goes to disk. A broken transfer keeps the partial file
-        // for a later resume, and any other failure means the bytes are useless.
-        if let Err(flush_error) = file.finish().await {
-            warn!(error = %crate::error_chain(&flush_error), "failed to write a partial image download");
+    let elapsed = match result {
+        Ok(elapsed) => elapsed,
+        Err(error) => {
+            // Everything received so far goes to disk. A broken transfer keeps the partial file
+            // for a later resume, and any other failure means the bytes are useless.
+            if let Err(flush_error) = file.finish().await {
+                warn!(error = %crate::error_chain(&flush_error), "failed to write a partial image download");
+            }
+            if !matches!(error, ImageError::Unreachable { .. }) {
+                discard(&partial, &partial_record);
+            }
+            return Err(error);
         }
-        if !matches!(error, ImageError::Unreachable { .. }) {
-            discard(&partial, &partial_record);
-        }
-        return Err(error);
-    }
+    };
     let received = file.len;
     let actual = file.finish().await?;
 
@@ -492,6 +502,7 @@ async fn download(
     if let Some(parent) = path.parent() {
         record::sync_dir(parent)?;
     }
+    context.metrics.downloaded(elapsed);
     Ok(installed)
 }
 
@@ -503,14 +514,15 @@ fn discard(partial: &Path, partial_record: &Path) {
     }
 }
 
-/// Streams the body into `file`, continuing with a range request after a broken stream.
+/// Streams the body into `file`, continuing with a range request after a broken stream;
+/// returns the transfer time.
 async fn receive(
     context: &Context,
     key: &str,
     path: &Path,
     remote: &Remote,
     file: &mut PartialFile,
-) -> Result<(), ImageError> {
+) -> Result<std::time::Duration, ImageError> {
     let mut progress = Progress::new(
         key,
         remote.size,
@@ -587,8 +599,7 @@ async fn receive(
         rate_mib_per_s = format!("{:.1}", rate / (1024.0 * 1024.0)),
         "image download finished"
     );
-    context.metrics.downloaded(elapsed);
-    Ok(())
+    Ok(elapsed)
 }
 
 #[cfg(test)]

@@ -23,7 +23,7 @@ pub enum ImageErrorKind {
 }
 
 impl ImageErrorKind {
-    /// The lowercase name used in metric labels and logs.
+    /// Returns the lowercase name used in metric labels and logs.
     pub fn as_str(self) -> &'static str {
         match self {
             ImageErrorKind::NotFound => "not_found",
@@ -43,7 +43,7 @@ impl fmt::Display for ImageErrorKind {
     }
 }
 
-/// Why one image could not be made ready, or why the sync settings are unusable.
+/// The failure of one image, or of the sync settings.
 #[derive(Debug, thiserror::Error)]
 pub enum ImageError {
     /// The object is missing from the source and `path` does not exist locally.
@@ -121,7 +121,7 @@ pub enum ImageError {
     /// A local file operation failed.
     #[error("failed to {operation} {path}")]
     Io {
-        /// What was attempted, e.g. `rename`.
+        /// The attempted operation, e.g. `rename`.
         operation: &'static str,
         /// The file or directory.
         path: PathBuf,
@@ -134,7 +134,7 @@ pub enum ImageError {
     InvalidPath {
         /// The path as the service wrote it.
         path: PathBuf,
-        /// Why it was rejected.
+        /// The reason for the rejection.
         reason: &'static str,
     },
     /// The source settings are unusable.

@@ -12,7 +12,7 @@ use crate::key::{PARTIAL_SUFFIX, RECORD_SUFFIX, partial_path, partial_record_pat
 use crate::record;
 use crate::sync::{ImageSync, normalise};
 
-/// What one [`ImageSync::gc`] call did.
+/// The result of one [`ImageSync::gc`] call.
 #[derive(Debug, Default)]
 pub struct GcReport {
     /// Image files removed, with their sidecar records and partial downloads.
@@ -168,8 +168,8 @@ fn managed_images(dir: &Path) -> HashSet<PathBuf> {
     found
 }
 
-/// The (device, inode) of every file any process has open, from `/proc/*/fd`. Processes
-/// that exit or deny access during the scan are skipped.
+/// Collects the (device, inode) of every file any process has open from `/proc/*/fd`.
+/// Processes that exit or deny access during the scan are skipped.
 fn open_files() -> HashSet<(u64, u64)> {
     let mut open = HashSet::new();
     let Ok(processes) = std::fs::read_dir("/proc") else {

@@ -15,7 +15,7 @@ pub const PARTIAL_SUFFIX: &str = ".firework-partial";
 /// Suffix of the object that may hold the image's SHA-256 in hex.
 pub const SHA256_SUFFIX: &str = ".sha256";
 
-/// Where an image path falls relative to `images_dir`.
+/// The place of an image path relative to `images_dir`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Placement {
     /// Under `images_dir`: synced from the object `key`.
@@ -86,17 +86,17 @@ pub(crate) fn sibling(path: &Path, prefix: &str, suffix: &str) -> PathBuf {
     path.with_file_name(format!("{prefix}{name}{suffix}"))
 }
 
-/// The sidecar record of the image at `path`.
+/// Returns the sidecar record path of the image at `path`.
 pub(crate) fn record_path(path: &Path) -> PathBuf {
     sibling(path, "", RECORD_SUFFIX)
 }
 
-/// The hidden partial download of the image at `path`.
+/// Returns the hidden partial download path of the image at `path`.
 pub(crate) fn partial_path(path: &Path) -> PathBuf {
     sibling(path, ".", PARTIAL_SUFFIX)
 }
 
-/// The record of the partial download of the image at `path`.
+/// Returns the record path of the partial download of the image at `path`.
 pub(crate) fn partial_record_path(path: &Path) -> PathBuf {
     sibling(path, ".", &format!("{PARTIAL_SUFFIX}{RECORD_SUFFIX}"))
 }

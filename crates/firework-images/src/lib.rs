@@ -9,8 +9,8 @@
 //!
 //! An image at `<images_dir>/<relative path>` comes from the object key
 //! `<key_prefix><relative path>`. Downloads stream to a hidden partial file in the same
-//! directory, are checked against a published SHA-256 when there is one, fsynced and
-//! renamed into place, so the final path only ever shows complete content and a VM that
+//! directory. Each is checked against a published SHA-256 when there is one, fsynced and
+//! renamed into place. So the final path only ever shows complete content, and a VM that
 //! has the old file open keeps its old inode.
 
 mod download;

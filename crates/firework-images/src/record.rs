@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::ImageError;
 
-/// What was installed at an image path, or what a partial download belongs to.
+/// The object version installed at an image path, or the one a partial download belongs to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SyncRecord {
     /// The object key the file came from.

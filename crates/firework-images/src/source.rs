@@ -1,4 +1,4 @@
-//! Where images come from: an S3 or GCS bucket, a local directory, or any `ObjectStore`.
+//! The image source: an S3 or GCS bucket, a local directory, or any `ObjectStore`.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -31,7 +31,7 @@ impl std::fmt::Debug for Secret {
     }
 }
 
-/// The object store that holds the images.
+/// The object store that contains the images.
 #[derive(Debug, Clone)]
 pub enum ImageSource {
     /// An S3 or S3-compatible bucket. Credentials come from the AWS environment chain unless
@@ -107,7 +107,8 @@ impl ImageSource {
         Ok(dir.map(ImageSource::Directory))
     }
 
-    /// The name used in logs and errors: `s3://bucket`, `gs://bucket` or `file://dir`.
+    /// Returns the name used in logs and errors: `s3://bucket`, `gs://bucket` or
+    /// `file://dir`.
     pub fn name(&self) -> String {
         match self {
             ImageSource::S3 { bucket, .. } => format!("s3://{bucket}"),

@@ -27,7 +27,7 @@ pub struct SyncOptions {
     pub max_attempts: u32,
     /// The wait before the second attempt; it doubles after each failure.
     pub initial_backoff: Duration,
-    /// The longest wait between two attempts.
+    /// The maximum wait between two attempts.
     pub max_backoff: Duration,
     /// A transfer that receives nothing for this long counts as broken and is resumed.
     pub read_timeout: Duration,

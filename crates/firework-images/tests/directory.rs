@@ -226,7 +226,7 @@ async fn gc_keeps_in_use_and_open_images() {
     let s = setup();
     let paths = three_synced_images(&s).await;
     let none: &[PathBuf] = &[];
-    // This process holds c open, as a Firecracker process holds its root drive.
+    // This process keeps c open, as a Firecracker process keeps its root drive open.
     let _handle = std::fs::File::open(&paths[2]).unwrap();
 
     let report = s.sync.gc(none, &paths[1..2], Duration::ZERO).await;

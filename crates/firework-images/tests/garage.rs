@@ -170,7 +170,7 @@ async fn changed_object_installs_new_inode() {
     let path = s.images.path().join("app.ext4");
     let first = s.sync.sync(&[&path]).await;
     let (old_version, _) = ready_version(first.get(&path));
-    // A running VM holds the image open.
+    // A running VM keeps the image open.
     let mut handle = std::fs::File::open(&path).unwrap();
     let old_inode = std::fs::metadata(&path).unwrap().ino();
 

@@ -201,12 +201,12 @@ api_bind_addr = "127.0.0.1:{admin_port}"
         }
     }
 
-    /// The image source of this server's bucket with the test key.
+    /// Returns the image source of this server's bucket with the test key.
     pub fn source(&self) -> firework_images::ImageSource {
         self.source_with_secret(&self.secret)
     }
 
-    /// The image source with another secret, for denied requests.
+    /// Returns the image source with another secret, for denied requests.
     pub fn source_with_secret(&self, secret: &str) -> firework_images::ImageSource {
         firework_images::ImageSource::S3 {
             bucket: self.bucket.clone(),
@@ -216,7 +216,7 @@ api_bind_addr = "127.0.0.1:{admin_port}"
         }
     }
 
-    /// A client of the bucket for uploading test objects.
+    /// Builds a client of the bucket for uploading test objects.
     pub fn store(&self) -> Arc<dyn ObjectStore> {
         self.source().build(Duration::from_secs(30)).unwrap()
     }
