@@ -125,6 +125,17 @@ fn create_update_delete_through_emulator() {
             .starts_with("sha256:")
     );
     assert_eq!(node.request("GET", "/healthz").unwrap().0, 200);
+
+    // Every tick publishes the heartbeat to the local store's registry.
+    let record: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(node.path("store/registry/nodes/node-1.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(record["node"], "node-1");
+    assert_eq!(record["labels"], serde_json::json!(["web"]));
+    assert!(record["capacity"]["vcpus"].as_u64().unwrap() >= 1);
+    assert_eq!(record["used"]["vcpus"], 1);
+    assert_eq!(record["agent_version"], env!("CARGO_PKG_VERSION"));
 }
 
 #[test]

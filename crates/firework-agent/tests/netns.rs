@@ -134,6 +134,12 @@ fn networked_services_get_taps_addresses_and_links() {
     assert!(links.contains("fwbr0"), "{links}");
     assert_eq!(links.matches("master fwbr0").count(), 2, "{links}");
 
+    // The status is written when the tick ends, a moment after the VMs run.
+    assert!(wait_until(Duration::from_secs(30), || {
+        ns.run(|| node.status())["services"]
+            .as_array()
+            .is_some_and(|s| s.len() == 2 && s.iter().all(|s| s["guest_ip"].is_string()))
+    }));
     let status = ns.run(|| node.status());
     let services = status["services"].as_array().unwrap().clone();
     let alpha_ip = services[0]["guest_ip"].as_str().unwrap().to_owned();
