@@ -4,6 +4,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+mod common;
+
+use common::record_everything;
 use firework_metrics::{
     AgentMetrics, CapacitySnapshot, DURATION_BUCKETS, FAMILY_NAMES, FetchResult, HealthState,
     MAX_LABEL_VALUE_LEN, PlanCounts, StoreBackend, SyncResult, TickResult, declared_families,
@@ -185,34 +188,6 @@ fn parse_labels(body: &str, line: &str) -> BTreeMap<String, String> {
         }
     }
     labels
-}
-
-/// Calls every recording method once, so every family has at least one sample.
-fn record_everything(metrics: &AgentMetrics) {
-    metrics.record_tick(TickResult::Ok, Duration::from_millis(42));
-    metrics.record_plan(PlanCounts {
-        create: 2,
-        update: 1,
-        delete: 1,
-        unchanged: 5,
-    });
-    metrics.record_vm_start("web");
-    metrics.record_vm_stop("web");
-    metrics.record_vm_restart("web");
-    metrics.record_vm_failure("web");
-    metrics.set_health_state("web", HealthState::Healthy);
-    metrics.record_store_fetch(StoreBackend::S3, FetchResult::Ok, Duration::from_millis(80));
-    metrics.record_image_sync(SyncResult::Ok, 4096, Duration::from_secs(3));
-    metrics.set_capacity(&CapacitySnapshot {
-        vcpus_total: 16,
-        vcpus_reserved: 6,
-        vcpus_used: 4,
-        memory_total_mib: 32768,
-        memory_reserved_mib: 4096,
-        memory_used_mib: 2048,
-    });
-    metrics.set_applied_revision("node-1", "edge", "0123abcd");
-    metrics.record_route_sync(SyncResult::NoChange);
 }
 
 fn samples_named<'a>(
