@@ -454,8 +454,9 @@ impl AgentMetrics {
     /// Serve it with [`CONTENT_TYPE`].
     pub fn encode(&self) -> String {
         let mut output = String::new();
-        // Writing to a String cannot fail, and the label encoders of this crate never
-        // return an error, so this branch only guards against a change in the library.
+        // Writing to a String does not fail, and every label value here encodes as a
+        // string, so an error here would come from a change in prometheus-client. The
+        // partial output then lacks `# EOF`, and the scraper reports the scrape as failed.
         if let Err(error) = encode(&mut output, &self.registry) {
             tracing::error!(%error, "failed to encode the agent metrics");
         }

@@ -2,13 +2,14 @@
 
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 
-/// The longest label value taken from user input (service names, node labels, revisions),
+/// The maximum length of a label value taken from user input (service names, node labels, revisions),
 /// in bytes. Longer values are cut at the last character boundary at or below this length.
 ///
-/// The model already validates these names, so the cap only limits the damage of a value
-/// that slipped past validation: a label value of unbounded length would grow every scrape
-/// and the Prometheus index.
-pub const MAX_LABEL_VALUE_LEN: usize = 128;
+/// The model already validates these names (a service name is at most 63 bytes, a node
+/// label or node name at most 253), so a valid name is never cut. The cap only limits the
+/// damage of a value that slipped past validation: a label value of unbounded length would
+/// grow every scrape and the Prometheus index.
+pub const MAX_LABEL_VALUE_LEN: usize = 256;
 
 /// Cuts `value` to at most [`MAX_LABEL_VALUE_LEN`] bytes at a character boundary.
 pub(crate) fn capped(value: &str) -> String {
@@ -63,7 +64,7 @@ macro_rules! label_value_enum {
 }
 
 label_value_enum! {
-    /// How a reconcile tick ended.
+    /// The outcome of a reconcile tick.
     pub enum TickResult {
         /// The tick applied a plan with at least one change.
         Ok => "ok",
@@ -153,13 +154,13 @@ label_value_enum! {
 }
 
 label_value_enum! {
-    /// Which share of a node resource a capacity gauge reports.
+    /// The share of a node resource that a capacity gauge reports.
     pub enum CapacityKind {
-        /// What the node offers to VMs.
+        /// The amount the node offers to VMs.
         Total => "total",
-        /// What the services placed on the node request.
+        /// The amount the services placed on the node request.
         Reserved => "reserved",
-        /// What running VMs hold.
+        /// The amount running VMs hold.
         Used => "used",
     }
 }
