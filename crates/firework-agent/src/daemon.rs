@@ -107,6 +107,7 @@ pub async fn run(config: AgentConfig, config_path: &str) -> Result<(), AgentErro
     let mut agent = Agent::new(settings, parts, shutdown.clone())?;
 
     let (trigger, mut triggers) = Trigger::new();
+    spawn_signal_handlers(shutdown_tx, trigger.clone())?;
     let listener = tokio::net::TcpListener::bind(&config.api_listen_addr)
         .await
         .map_err(|source| AgentError::Listen {
@@ -128,7 +129,6 @@ pub async fn run(config: AgentConfig, config_path: &str) -> Result<(), AgentErro
     });
     info!(addr = %config.api_listen_addr, "api listening");
 
-    spawn_signal_handlers(shutdown_tx, trigger.clone())?;
     if let Err(error) = sd_notify::notify(&[sd_notify::NotifyState::Ready]) {
         warn!(%error, "cannot notify systemd of readiness");
     }
@@ -139,6 +139,9 @@ pub async fn run(config: AgentConfig, config_path: &str) -> Result<(), AgentErro
     let mut reason = "start".to_owned();
     let mut stop = shutdown.clone();
     loop {
+        if *stop.borrow() {
+            break;
+        }
         agent.tick(&reason, false).await;
         if *stop.borrow() {
             break;

@@ -379,3 +379,57 @@ fn cli_version_check_config_and_dry_run() {
         "a dry run must not start vms"
     );
 }
+
+/// A node whose emulator answers every API request after 300 ms, so a VM start takes
+/// seconds and a signal can arrive while it runs.
+fn slow_node() -> Option<Node> {
+    let mut node = Node::new()?;
+    node.env
+        .push(("FC_EMULATOR_API_DELAY_MS".to_owned(), "300".to_owned()));
+    node.write_label("web", &[node.service("alpha", "")]);
+    node.start_agent();
+    assert!(
+        wait_until(CONVERGE, || node
+            .records()
+            .get("alpha")
+            .is_some_and(|(state, pid)| state == "starting" && pid.is_some())),
+        "alpha never started starting\nlog:\n{}",
+        node.log()
+    );
+    Some(node)
+}
+
+#[test]
+fn sigterm_finishes_start_in_flight() {
+    let Some(mut node) = slow_node() else { return };
+    node.signal_agent(Signal::SIGTERM);
+    let status = node
+        .wait_agent_exit(CONVERGE)
+        .expect("agent did not exit after SIGTERM");
+    assert_eq!(status.code(), Some(0));
+    let pids = node.running_pids();
+    assert!(
+        pids.contains_key("alpha"),
+        "the start in flight must finish: {:?}\nlog:\n{}",
+        node.records(),
+        node.log()
+    );
+}
+
+#[test]
+fn second_signal_exits_at_once() {
+    let Some(mut node) = slow_node() else { return };
+    node.signal_agent(Signal::SIGTERM);
+    node.signal_agent(Signal::SIGINT);
+    let status = node
+        .wait_agent_exit(CONVERGE)
+        .expect("agent did not exit after two signals");
+    assert_eq!(status.code(), Some(0));
+    let (state, pid) = node.records()["alpha"].clone();
+    assert_eq!(
+        state, "starting",
+        "the agent waited for the start to finish"
+    );
+    // The VM process outlives the agent; the guard kills it.
+    assert!(alive(pid.unwrap()));
+}

@@ -154,6 +154,12 @@ fn git_store_changes_reach_vms() {
         node.log()
     );
     assert_eq!(node.running_pids()["alpha"], alpha);
+    // The status is written when the tick ends, a moment after beta runs.
+    assert!(wait_until(Duration::from_secs(30), || {
+        node.status()["services"]
+            .as_array()
+            .is_some_and(|s| s.len() == 2)
+    }));
     let revision = node.status()["labels"][0]["revision"].clone();
     assert!(revision.is_string());
 

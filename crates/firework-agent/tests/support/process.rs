@@ -49,6 +49,8 @@ pub struct Node {
     pub port: u16,
     pub agent: Option<Child>,
     pub extra_config: String,
+    /// Environment added to the agent, and through it to every emulator it starts.
+    pub env: Vec<(String, String)>,
 }
 
 impl Node {
@@ -70,6 +72,7 @@ impl Node {
             port: free_port(),
             agent: None,
             extra_config: String::new(),
+            env: Vec::new(),
         })
     }
 
@@ -133,6 +136,7 @@ impl Node {
         let child = self
             .command()
             .env("RUST_LOG", "debug")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
