@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use firework_model::agent::AgentConfig;
 use firework_store::{StoreSettings, open_store};
-use firework_vmm::{RuntimeConfig, VmEvent, VmRuntime};
+use firework_vmm::{JailerConfig, RuntimeConfig, VmEvent, VmRuntime};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
 use tracing::{error, info, warn};
@@ -52,6 +52,22 @@ fn network_driver(config: &AgentConfig, setup: bool) -> Option<Arc<dyn NetDriver
     }
 }
 
+/// Builds the VM runtime settings: jailer mode when `use_jailer` is set. The jailer gets
+/// no cgroup limits; the agent config has no keys for them.
+pub fn runtime_config(config: &AgentConfig) -> RuntimeConfig {
+    let mut runtime = RuntimeConfig::new(&config.state_dir, &config.firecracker_bin);
+    if config.use_jailer {
+        runtime.jailer = Some(JailerConfig {
+            jailer_bin: config.jailer_bin.clone(),
+            uid: config.jailer_uid,
+            gid: config.jailer_gid,
+            chroot_base_dir: config.chroot_base_dir.clone(),
+            cgroup: None,
+        });
+    }
+    runtime
+}
+
 /// Plans one tick against the current state without changing any VM and returns the
 /// report. Guest addresses of new services are assigned and recorded, so the plan shows
 /// the addresses the real tick will use; no device or rule is touched.
@@ -77,10 +93,9 @@ pub async fn run(config: AgentConfig, config_path: &str) -> Result<(), AgentErro
     );
     let (store, registry) = open_config_store(&config)?;
 
-    let runtime_config = RuntimeConfig::new(&config.state_dir, &config.firecracker_bin);
-    // NOTE: use_jailer is not wired in yet; VMs are spawned directly.
-    if config.use_jailer {
-        warn!("use_jailer is set but this agent starts firecracker directly");
+    let runtime_config = runtime_config(&config);
+    if let Some(jailer) = &runtime_config.jailer {
+        info!(jailer = %jailer.jailer_bin.display(), uid = jailer.uid, gid = jailer.gid, chroot_base_dir = %jailer.chroot_base_dir.display(), "vms start through the jailer");
     }
     let (runtime, mut vm_events, scan) =
         VmRuntime::open(runtime_config)
@@ -216,4 +231,41 @@ fn spawn_signal_handlers(
         }
     });
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn config(extra: &str) -> AgentConfig {
+        let text = format!(
+            "node_name: n1\nnode_names: [web]\nstore_type: local\nstore_dir: /srv/store\n{extra}"
+        );
+        firework_model::agent::parse_agent_config(text.as_bytes(), "agent.yaml", &|| None)
+            .unwrap()
+            .value
+    }
+
+    #[test]
+    fn jailer_settings_reach_the_runtime() {
+        let runtime = runtime_config(&config(
+            "use_jailer: true\njailer_bin: /opt/jailer\njailer_uid: 123\njailer_gid: 456\nchroot_base_dir: /srv/jail\n",
+        ));
+        assert_eq!(
+            runtime.jailer,
+            Some(JailerConfig {
+                jailer_bin: "/opt/jailer".into(),
+                uid: 123,
+                gid: 456,
+                chroot_base_dir: "/srv/jail".into(),
+                cgroup: None,
+            })
+        );
+    }
+
+    #[test]
+    fn firecracker_runs_directly_without_use_jailer() {
+        assert_eq!(runtime_config(&config("")).jailer, None);
+    }
 }
