@@ -374,3 +374,52 @@ async fn register_again_resets_counts() {
     assert_eq!(health.probe_failures, 0);
     assert_eq!(s.monitor.services(), ["web"]);
 }
+
+#[tokio::test(start_paused = true)]
+async fn long_healthy_streak_resets_backoff() {
+    let s = setup(false, exact_policy());
+    let mut events = s.monitor.subscribe();
+    let start = Instant::now();
+    s.monitor.register(checked("web", http_check(1)));
+
+    // Three failures, a restart after 10 s, then healthy from the probe at 50 s.
+    sleep_until(start + Duration::from_secs(45)).await;
+    s.prober.set(true);
+    sleep_until(start + Duration::from_secs(55)).await;
+    assert_eq!(state(&s.monitor, "web"), HealthState::Healthy);
+
+    // Healthy for more than 10 minutes, then failing again: the delay is 10 s, not 20 s.
+    sleep_until(start + Duration::from_secs(55 + 660)).await;
+    s.prober.set(false);
+    sleep_until(start + Duration::from_secs(55 + 660 + 60)).await;
+
+    let delays: Vec<u64> = std::iter::from_fn(|| events.try_recv().ok())
+        .filter_map(|event| match event {
+            HealthEvent::RestartScheduled { delay, .. } => Some(delay.as_secs()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(delays, [10, 10]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn short_healthy_streak_keeps_backoff() {
+    let s = setup(false, exact_policy());
+    let mut events = s.monitor.subscribe();
+    let start = Instant::now();
+    s.monitor.register(checked("web", http_check(1)));
+
+    sleep_until(start + Duration::from_secs(45)).await;
+    s.prober.set(true);
+    sleep_until(start + Duration::from_secs(125)).await;
+    s.prober.set(false);
+    sleep_until(start + Duration::from_secs(200)).await;
+
+    let delays: Vec<u64> = std::iter::from_fn(|| events.try_recv().ok())
+        .filter_map(|event| match event {
+            HealthEvent::RestartScheduled { delay, .. } => Some(delay.as_secs()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(delays, [10, 20]);
+}
