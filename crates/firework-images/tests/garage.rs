@@ -455,3 +455,42 @@ async fn stopped_server_fails_unreachable() {
         "image object app.ext4 in s3://images unreachable after 2 attempts"
     );
 }
+
+#[tokio::test]
+async fn partial_file_of_old_etag_is_discarded() {
+    let Some(s) = setup() else { return };
+    let old = content(3 * 1024 * 1024, 12);
+    put(&s.store, "big.ext4", &old).await;
+    let path = s.images.path().join("big.ext4");
+    let sync = ImageSync::with_store(
+        Arc::clone(&s.test_store) as Arc<dyn ObjectStore>,
+        "s3://images",
+        s.images.path(),
+        SyncOptions {
+            max_attempts: 1,
+            ..options()
+        },
+    );
+    s.test_store.break_once("big.ext4", 1024 * 1024);
+    let first = sync.sync(&[&path]).await;
+    assert!(first.get(&path).unwrap().error().is_some());
+    assert!(s.images.path().join(".big.ext4.firework-partial").exists());
+
+    // The object changes before the next sync, so the partial bytes belong to old content.
+    let new = content(3 * 1024 * 1024 + 9, 13);
+    put(&s.store, "big.ext4", &new).await;
+    let second = sync.sync(&[&path]).await;
+
+    ready_version(second.get(&path));
+    assert_eq!(std::fs::read(&path).unwrap(), new);
+    let gets = s.test_store.body_gets("big.ext4");
+    assert_eq!(
+        gets.last().unwrap().range,
+        None,
+        "the download started over"
+    );
+    assert_eq!(
+        dir_names(s.images.path()),
+        vec!["big.ext4", "big.ext4.firework.json"]
+    );
+}
