@@ -30,5 +30,5 @@ pub use locks::ServiceLocks;
 pub use monitor::{HealthMonitor, MonitorError, Registration, Restarter};
 pub use policy::{Decision, RestartPolicy, RestartPolicyConfig};
 pub use probe::{NetProber, ProbeError, Prober};
-pub use state::{HealthState, MAX_ERROR_LEN, ServiceHealth};
+pub use state::{HealthReport, HealthState, MAX_ERROR_LEN, ServiceHealth};
 pub use target::{ProbeTarget, TargetError, resolve_target};

@@ -1,7 +1,9 @@
 //! The health state of a service and the snapshot the API and metrics show.
 
 use std::fmt;
-use std::time::SystemTime;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
 
 use tokio::time::Instant;
 
@@ -104,6 +106,62 @@ impl ServiceHealth {
     }
 }
 
+/// The serializable form of [`ServiceHealth`] for the agent's API; times are Unix
+/// milliseconds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HealthReport {
+    /// The service name.
+    pub service: String,
+    /// The state name, as [`HealthState::name`].
+    pub state: &'static str,
+    /// The reason the service is not probed or is failing.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The last probe or restart error.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// When the last probe finished.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_probe_unix_ms: Option<u64>,
+    /// When the scheduled restart runs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_attempt_unix_ms: Option<u64>,
+    /// Failed probes in a row that counted.
+    pub consecutive_failures: u32,
+    /// Successful probes in a row.
+    pub consecutive_successes: u32,
+    /// Probes since registration.
+    pub probes: u64,
+    /// Failed probes since registration.
+    pub probe_failures: u64,
+    /// Restarts since registration.
+    pub restarts: u32,
+}
+
+impl ServiceHealth {
+    /// Builds the serializable report of this snapshot.
+    pub fn report(&self) -> HealthReport {
+        HealthReport {
+            service: self.service.clone(),
+            state: self.state.name(),
+            reason: self.reason.clone(),
+            last_error: self.last_error.clone(),
+            last_probe_unix_ms: self.last_probe.and_then(unix_ms),
+            next_attempt_unix_ms: self.next_attempt_at.and_then(unix_ms),
+            consecutive_failures: self.consecutive_failures,
+            consecutive_successes: self.consecutive_successes,
+            probes: self.probes,
+            probe_failures: self.probe_failures,
+            restarts: self.restarts,
+        }
+    }
+}
+
+fn unix_ms(time: SystemTime) -> Option<u64> {
+    let since = time.duration_since(UNIX_EPOCH).ok()?;
+    u64::try_from(since.as_millis()).ok()
+}
+
 /// Cuts `message` to at most [`MAX_ERROR_LEN`] bytes at a character boundary.
 pub fn bound_error(message: &str) -> String {
     if message.len() <= MAX_ERROR_LEN {
@@ -122,6 +180,29 @@ pub fn bound_error(message: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn report_serializes_state_and_times() {
+        let mut health = ServiceHealth::new("web", HealthState::Failing, Instant::now());
+        health.reason = Some("5 restarts within 900s".to_string());
+        health.last_probe = Some(UNIX_EPOCH + std::time::Duration::from_millis(1_500));
+        health.restarts = 5;
+        let json = serde_json::to_value(health.report()).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({
+                "service": "web",
+                "state": "failing",
+                "reason": "5 restarts within 900s",
+                "last_probe_unix_ms": 1500,
+                "consecutive_failures": 0,
+                "consecutive_successes": 0,
+                "probes": 0,
+                "probe_failures": 0,
+                "restarts": 5,
+            })
+        );
+    }
 
     #[test]
     fn short_error_kept() {

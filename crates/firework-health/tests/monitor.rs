@@ -9,7 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use firework_health::{
-    HealthEvent, HealthMonitor, HealthState, Registration, RestartPolicyConfig, ServiceLocks,
+    HealthEvent, HealthMonitor, HealthState, MonitorError, Registration, RestartPolicyConfig,
+    ServiceLocks,
 };
 use firework_model::GoDuration;
 use firework_model::service::HealthCheck;
@@ -359,6 +360,20 @@ async fn deregister_stops_probes() {
         s.monitor.vm_exited("web", "gone").unwrap_err().to_string(),
         "service \"web\" is not registered with the health monitor"
     );
+    assert_eq!(
+        s.monitor.reset("web"),
+        Err(MonitorError::NotRegistered {
+            service: "web".to_string()
+        })
+    );
+    assert_eq!(
+        s.monitor.mark_stopped("web"),
+        Err(MonitorError::NotRegistered {
+            service: "web".to_string()
+        })
+    );
+    assert!(s.monitor.services().is_empty());
+    assert!(s.restarter.times().is_empty());
 }
 
 #[tokio::test(start_paused = true)]
