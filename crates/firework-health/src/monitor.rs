@@ -25,6 +25,9 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// Restarts a service's VM: stop, then start the same spec. The agent implements it with
 /// its VM runtime. The monitor calls it while it holds the service's lock from
 /// [`ServiceLocks`], so the implementation must not take that lock itself.
+///
+/// NOTE: the monitor awaits `restart` without a timeout and keeps the lock meanwhile, so
+/// the implementation must bound its own stop and start.
 pub trait Restarter: Send + Sync + Debug {
     /// Restarts the VM of `service`.
     fn restart<'a>(&'a self, service: &'a str) -> BoxFuture<'a, Result<(), BoxError>>;
