@@ -4,5 +4,6 @@
 //! `unsafe` block carries a `// SAFETY:` comment naming the invariant it relies on.
 #![allow(unsafe_code)]
 
+pub mod loopdev;
 pub mod process;
 pub mod tun;
