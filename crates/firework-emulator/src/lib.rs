@@ -9,6 +9,7 @@
 pub mod cli;
 pub mod errno;
 pub mod fault;
+pub mod guest;
 pub mod host;
 pub mod http;
 pub mod logger;

@@ -140,6 +140,7 @@ pub const METRICS_INTERVAL: std::time::Duration = std::time::Duration::from_secs
 /// Starts the work that follows a successful boot: the periodic metrics flush and the
 /// injected crash timer, if one is set.
 pub async fn on_started(shared: &Shared) {
+    crate::guest::spawn_exit_watch(shared.exit.clone());
     start_periodic_metrics(shared);
     arm_crash(shared).await;
 }

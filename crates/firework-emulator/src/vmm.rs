@@ -22,6 +22,7 @@ use crate::payload::{
 use crate::wire::MachineConfigWire;
 
 mod config_view;
+mod guest_hook;
 mod mmds;
 mod snapshot;
 
@@ -562,6 +563,7 @@ impl Vmm {
         host::check_cmdline(&cmdline).map_err(|error| {
             format!("Start microvm error: Invalid kernel command line: {error}")
         })?;
+        self.boot_guest()?;
         self.state = InstanceState::Running;
         self.flush_metrics();
         Ok(())
@@ -626,7 +628,12 @@ impl Vmm {
         if cfg!(target_arch = "aarch64") {
             return Err("SendCtrlAltDel does not supported on aarch64.".into());
         }
-        Ok(self.state == InstanceState::Running && !self.faults.ignore_ctrl_alt_del)
+        let delivered = self.state == InstanceState::Running && !self.faults.ignore_ctrl_alt_del;
+        // In guest mode the guest decides: its init gets SIGINT and its reboot ends us.
+        if delivered && crate::guest::send_ctrl_alt_del() {
+            return Ok(false);
+        }
+        Ok(delivered)
     }
 
     pub fn flush_metrics_action(&mut self) -> Result<(), String> {
