@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use firework_metrics::{AgentMetrics, SyncResult};
 use firework_model::agent::AgentConfig;
 use firework_model::registry::{NodeRecord, Resources};
 use firework_net::{AppliedNetwork, NetworkPlan, PortForward, Protocol, ServiceNetwork};
@@ -133,6 +134,8 @@ pub struct AgentParts {
     pub routes: Box<dyn RouteSync>,
     /// The rolling-update gate.
     pub gate: Box<dyn HealthGate>,
+    /// The Prometheus metrics, shared with the API.
+    pub metrics: Arc<AgentMetrics>,
 }
 
 impl AgentParts {
@@ -152,6 +155,7 @@ impl AgentParts {
             images: Box::new(LocalImages),
             routes: Box::new(NoRoutes),
             gate: Box::new(RunningIsReady),
+            metrics: Arc::new(AgentMetrics::new(env!("CARGO_PKG_VERSION"))),
         }
     }
 }
@@ -187,6 +191,7 @@ pub struct Agent {
     intents: IntentStore,
     capacity: CapacityReader,
     failures: BTreeMap<String, Failure>,
+    generations: BTreeMap<String, u64>,
     status: SharedStatus,
     shutdown: watch::Receiver<bool>,
 }
@@ -215,6 +220,7 @@ impl Agent {
             intents,
             capacity: CapacityReader::new(capacity),
             failures: BTreeMap::new(),
+            generations: BTreeMap::new(),
             status,
             shutdown,
         })
@@ -223,6 +229,11 @@ impl Agent {
     /// Returns the status shared with the API.
     pub fn status(&self) -> SharedStatus {
         Arc::clone(&self.status)
+    }
+
+    /// Returns the metrics shared with the API.
+    pub fn metrics(&self) -> Arc<AgentMetrics> {
+        Arc::clone(&self.parts.metrics)
     }
 
     /// Returns the agent settings.
@@ -242,6 +253,7 @@ impl Agent {
         let span = info_span!("tick", node = %self.settings.node, trigger);
         let mut report = self.run_tick(dry_run).instrument(span).await;
         if !dry_run {
+            crate::metrics::record_tick(&self.parts.metrics, &report, started.elapsed());
             self.update_status(&mut report, started, started_at, trigger)
                 .await;
         }
@@ -250,10 +262,20 @@ impl Agent {
 
     async fn run_tick(&mut self, dry_run: bool) -> TickReport {
         let mut report = TickReport::default();
+        self.capacity.begin_tick();
 
         // Fetch every label; on failure the last good state stays in force.
         let labels = self.settings.labels.clone();
+        let fetch_started = Instant::now();
         let results = self.parts.store.fetch(&labels).await;
+        if !dry_run {
+            crate::metrics::record_fetch(
+                &self.parts.metrics,
+                self.parts.store.backend(),
+                &results,
+                fetch_started.elapsed(),
+            );
+        }
         let state: DesiredState = match self.cache.apply_fetch(&labels, results) {
             Ok(state) => state.clone(),
             Err(stale) => {
@@ -388,6 +410,7 @@ impl Agent {
         if dry_run {
             return report;
         }
+        crate::metrics::record_plan(&self.parts.metrics, summary);
 
         if report.plan.has_changes() {
             let executor = Executor {
@@ -399,11 +422,40 @@ impl Agent {
             };
             report.apply = executor.apply(&report.plan, &by_name).await;
             self.record_failures(&report.apply);
+            crate::metrics::record_apply(&self.parts.metrics, &report.apply);
+            for outcome in report.apply.outcomes.iter().filter(|o| o.error.is_none()) {
+                match outcome.kind {
+                    ActionKind::Create | ActionKind::Update => {
+                        *self.generations.entry(outcome.service.clone()).or_default() += 1;
+                    }
+                    ActionKind::Delete => {
+                        self.generations.remove(&outcome.service);
+                    }
+                    ActionKind::Unchanged => {}
+                }
+            }
+        }
+        if report.error.is_none() {
+            self.parts.metrics.set_applied_revision(
+                &self.settings.node,
+                &self.settings.labels.join(","),
+                revision.as_str(),
+            );
         }
 
-        if let Err(error) = self.parts.routes.sync(&desired, network.as_ref()).await {
-            error!(error = %crate::error::error_chain(error.as_ref()), "route sync failed");
+        match self.parts.routes.sync(&desired, network.as_ref()).await {
+            Ok(Some(changed)) => self.parts.metrics.record_route_sync(if changed {
+                SyncResult::Ok
+            } else {
+                SyncResult::NoChange
+            }),
+            Ok(None) => {}
+            Err(error) => {
+                self.parts.metrics.record_route_sync(SyncResult::Error);
+                error!(error = %crate::error::error_chain(error.as_ref()), "route sync failed");
+            }
         }
+        self.record_capacity(&desired).await;
         self.publish_heartbeat(&desired).await;
         report
     }
@@ -563,6 +615,36 @@ impl Agent {
         }
     }
 
+    /// Sets the capacity gauges from the host, the desired services and the live VMs.
+    async fn record_capacity(&mut self, desired: &[DesiredVm]) {
+        let host = match self.capacity.read() {
+            Ok(host) => host,
+            Err(error) => {
+                debug!(%error, "cannot read host capacity for the metrics");
+                return;
+            }
+        };
+        let mut requested = Resources::default();
+        for vm in desired {
+            requested.vcpus += vm.fingerprint.vcpus;
+            requested.memory_mb += u64::from(vm.fingerprint.memory_mb);
+        }
+        let mut used = Resources::default();
+        for vm in self.actual().await.values().filter(|vm| vm.is_live()) {
+            if let Some(intent) = &vm.intent {
+                used.vcpus += intent.fingerprint.vcpus;
+                used.memory_mb += u64::from(intent.fingerprint.memory_mb);
+            }
+        }
+        crate::metrics::set_capacity(
+            &self.parts.metrics,
+            host,
+            self.settings.reserved,
+            requested,
+            used,
+        );
+    }
+
     async fn publish_heartbeat(&mut self, desired: &[DesiredVm]) {
         let Some(registry) = &self.parts.registry else {
             return;
@@ -632,6 +714,11 @@ impl Agent {
                     spec_hash: None,
                     guest_ip: None,
                     last_error: None,
+                    generation: 0,
+                    health: "not_probed".to_owned(),
+                    restarts: 0,
+                    last_probe_error: None,
+                    rollout: None,
                 },
             );
         }
@@ -647,6 +734,11 @@ impl Agent {
                     spec_hash: None,
                     guest_ip: None,
                     last_error: None,
+                    generation: 0,
+                    health: "not_probed".to_owned(),
+                    restarts: 0,
+                    last_probe_error: None,
+                    rollout: None,
                 });
             entry.state = record_state_name(status.state).to_owned();
             entry.pid = status.pid;
@@ -654,6 +746,11 @@ impl Agent {
             entry.guest_ip = intent
                 .and_then(|intent| intent.fingerprint.network.as_ref())
                 .map(|network| network.guest_ip);
+        }
+        for (service, generation) in &self.generations {
+            if let Some(entry) = services.get_mut(service) {
+                entry.generation = *generation;
+            }
         }
         for (service, error) in &report.spec_errors {
             if let Some(entry) = services.get_mut(service) {
@@ -697,7 +794,11 @@ impl Agent {
         status.revision = self.cache.desired().map(DesiredState::revision);
         status.last_tick = Some(tick);
         status.last_error = report.error.clone();
+        if report.error.is_none() {
+            status.applied_revision = status.revision.clone();
+        }
         status.services = services.into_values().collect();
+        status.finished_at = Some(std::time::Instant::now());
     }
 }
 

@@ -75,6 +75,8 @@ pub fn parse_mem_total_mb(meminfo: &str) -> io::Result<u64> {
 pub struct CapacityReader {
     source: Box<dyn CapacitySource>,
     last_good: Option<Resources>,
+    /// The value read in the current tick, so one tick reads the host once.
+    this_tick: Option<Resources>,
 }
 
 impl CapacityReader {
@@ -83,15 +85,26 @@ impl CapacityReader {
         CapacityReader {
             source,
             last_good: None,
+            this_tick: None,
         }
+    }
+
+    /// Starts a new tick: the next [`CapacityReader::read`] reads the source again.
+    pub fn begin_tick(&mut self) {
+        self.this_tick = None;
     }
 
     /// Reads the capacity once. A failed read returns the last good value, or the error
     /// when there has been none.
+    /// Within one tick (see [`CapacityReader::begin_tick`]) a successful read is reused.
     pub fn read(&mut self) -> io::Result<Resources> {
+        if let Some(resources) = self.this_tick {
+            return Ok(resources);
+        }
         match self.source.read() {
             Ok(resources) => {
                 self.last_good = Some(resources);
+                self.this_tick = Some(resources);
                 Ok(resources)
             }
             Err(error) => match &self.last_good {

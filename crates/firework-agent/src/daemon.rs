@@ -129,9 +129,14 @@ pub async fn run(config: AgentConfig, config_path: &str) -> Result<(), AgentErro
             addr: config.api_listen_addr.clone(),
             source,
         })?;
+    let token = read_token(&config)?;
+    warn_if_exposed(&config.api_listen_addr, token.is_some());
     let app = router(ApiState {
         status: agent.status(),
         trigger: trigger.clone(),
+        metrics: agent.metrics(),
+        poll_interval: config.poll_interval.0,
+        token,
     });
     let mut api_shutdown = shutdown.clone();
     let api = tokio::spawn(async move {
@@ -179,6 +184,36 @@ pub async fn run(config: AgentConfig, config_path: &str) -> Result<(), AgentErro
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     let _ = api.await;
     Ok(())
+}
+
+/// Reads the API bearer token from `api_token_file`; surrounding white space is dropped.
+fn read_token(config: &AgentConfig) -> Result<Option<Arc<str>>, AgentError> {
+    let Some(path) = &config.api_token_file else {
+        return Ok(None);
+    };
+    let text = std::fs::read_to_string(path).map_err(|source| AgentError::TokenFile {
+        path: path.clone(),
+        source,
+    })?;
+    let token = text.trim();
+    if token.is_empty() {
+        return Err(AgentError::EmptyTokenFile { path: path.clone() });
+    }
+    Ok(Some(Arc::from(token)))
+}
+
+/// Warns when the API listens beyond loopback without a token.
+fn warn_if_exposed(addr: &str, has_token: bool) {
+    let loopback = addr
+        .parse::<std::net::SocketAddr>()
+        .map(|addr| addr.ip().is_loopback())
+        .unwrap_or_else(|_| addr.starts_with("localhost:"));
+    if !loopback && !has_token {
+        warn!(
+            addr,
+            "the api listens beyond loopback without api_token_file; anyone who can connect can read the status and trigger ticks"
+        );
+    }
 }
 
 async fn sleep_until(deadline: Option<tokio::time::Instant>) {

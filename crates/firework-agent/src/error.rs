@@ -153,6 +153,21 @@ pub enum AgentError {
         #[source]
         source: std::io::Error,
     },
+    /// The API token file cannot be read.
+    #[error("cannot read api_token_file {}", path.display())]
+    TokenFile {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The API token file holds no token.
+    #[error("api_token_file {} is empty", path.display())]
+    EmptyTokenFile {
+        /// The file.
+        path: std::path::PathBuf,
+    },
     /// A signal handler could not be installed.
     #[error("cannot install the {signal} handler")]
     Signal {

@@ -65,12 +65,13 @@ fn file_version(path: &str) -> std::io::Result<String> {
 
 /// Publishes ingress routes for the services that run on this node.
 pub trait RouteSync: Send + Sync + Debug {
-    /// Called after every apply with the desired VMs and the assigned addresses.
+    /// Called after every apply with the desired VMs and the assigned addresses. Returns
+    /// whether a route changed, or `None` when there is no router to sync.
     fn sync<'a>(
         &'a self,
         desired: &'a [DesiredVm],
         network: Option<&'a AppliedNetwork>,
-    ) -> BoxFuture<'a, Result<(), BoxError>>;
+    ) -> BoxFuture<'a, Result<Option<bool>, BoxError>>;
 }
 
 /// The default route step: no routes.
@@ -82,8 +83,8 @@ impl RouteSync for NoRoutes {
         &'a self,
         _desired: &'a [DesiredVm],
         _network: Option<&'a AppliedNetwork>,
-    ) -> BoxFuture<'a, Result<(), BoxError>> {
-        async { Ok(()) }.boxed()
+    ) -> BoxFuture<'a, Result<Option<bool>, BoxError>> {
+        async { Ok(None) }.boxed()
     }
 }
 

@@ -18,6 +18,7 @@ pub mod executor;
 pub mod hooks;
 pub mod intent;
 pub mod logging;
+pub mod metrics;
 pub mod plan;
 pub mod spec;
 pub mod status;

@@ -33,6 +33,29 @@ pub struct ServiceStatus {
     pub guest_ip: Option<Ipv4Addr>,
     /// The last error of this service, if its last action or spec failed.
     pub last_error: Option<String>,
+    /// How many VMs this agent process has started for the service: 1 after the first
+    /// start, one more for each update; 0 for an adopted VM it has not replaced.
+    pub generation: u64,
+    /// The health state: `starting`, `healthy`, `unhealthy`, `restarting`, `failing`,
+    /// `stopped` or `not_probed`.
+    pub health: String,
+    /// Restarts by the health monitor.
+    pub restarts: u32,
+    /// The error of the last failed health probe.
+    pub last_probe_error: Option<String>,
+    /// The state of the service in the last rolling update, when it was part of one.
+    pub rollout: Option<RolloutStatus>,
+}
+
+/// A service's part in a rolling update.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RolloutStatus {
+    /// `updated`, `failed`, `skipped` or `rolled back`.
+    pub state: String,
+    /// The combined revision the rollout was for.
+    pub revision: String,
+    /// Why the service was not updated, when it was not.
+    pub reason: Option<String>,
 }
 
 /// What the last tick did.
@@ -63,14 +86,20 @@ pub struct Status {
     pub version: String,
     /// The labels and their revisions.
     pub labels: Vec<LabelStatus>,
-    /// The combined revision of all labels.
+    /// The combined revision of all labels, as last read (the desired revision).
     pub revision: Option<String>,
+    /// The combined revision of the last tick that read the store without error and
+    /// applied its plan.
+    pub applied_revision: Option<String>,
     /// The last completed tick.
     pub last_tick: Option<TickStatus>,
     /// The error of the last tick, if it failed or could not read the store.
     pub last_error: Option<String>,
     /// Every desired or existing service, by name.
     pub services: Vec<ServiceStatus>,
+    /// When the last tick finished; `/healthz` compares it with the poll interval.
+    #[serde(skip)]
+    pub finished_at: Option<std::time::Instant>,
 }
 
 impl Status {
@@ -87,9 +116,11 @@ impl Status {
                 })
                 .collect(),
             revision: None,
+            applied_revision: None,
             last_tick: None,
             last_error: None,
             services: Vec::new(),
+            finished_at: None,
         }
     }
 

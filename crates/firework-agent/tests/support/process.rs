@@ -51,6 +51,8 @@ pub struct Node {
     pub extra_config: String,
     /// Environment added to the agent, and through it to every emulator it starts.
     pub env: Vec<(String, String)>,
+    /// The API bearer token `request` sends, when set.
+    pub token: Option<String>,
 }
 
 impl Node {
@@ -73,6 +75,7 @@ impl Node {
             agent: None,
             extra_config: String::new(),
             env: Vec::new(),
+            token: None,
         })
     }
 
@@ -177,9 +180,14 @@ impl Node {
     pub fn request(&self, method: &str, path: &str) -> Option<(u16, String)> {
         let mut stream = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
         stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        let auth = self
+            .token
+            .as_ref()
+            .map(|token| format!("Authorization: Bearer {token}\r\n"))
+            .unwrap_or_default();
         write!(
             stream,
-            "{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            "{method} {path} HTTP/1.1\r\nHost: localhost\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n"
         )
         .ok()?;
         let mut response = String::new();
