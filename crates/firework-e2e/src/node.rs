@@ -27,6 +27,10 @@ pub struct NodeOptions {
     pub labels: Vec<String>,
     /// Whether to start Traefik next to the agent.
     pub traefik: bool,
+    /// Whether VMs run the example image as guests (emulator guest mode), when the
+    /// emulator has guest mode and `build/example-rootfs.ext4` exists. Otherwise VMs only
+    /// serve the Firecracker API and the image is a file of zeros that nothing mounts.
+    pub guest: bool,
 }
 
 impl Default for NodeOptions {
@@ -35,6 +39,7 @@ impl Default for NodeOptions {
             node: "e2e-node".to_owned(),
             labels: vec!["web".to_owned()],
             traefik: false,
+            guest: true,
         }
     }
 }
@@ -49,6 +54,7 @@ pub struct Node {
     netns: Netns,
     dir: tempfile::TempDir,
     tools: Tools,
+    guest: bool,
 }
 
 /// The image and kernel files that service specs name.
@@ -75,6 +81,11 @@ impl Node {
             netns,
             dir,
             tools: tools.clone(),
+            guest: options.guest
+                && tools.guest_mode
+                && Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join("../../build/example-rootfs.ext4")
+                    .is_file(),
         };
         node.write_files(options)?;
         let mut node = node;
@@ -83,6 +94,11 @@ impl Node {
         }
         node.start_agent()?;
         Ok(node)
+    }
+
+    /// Whether the VMs run guests (see [`NodeOptions::guest`]).
+    pub fn runs_guests(&self) -> bool {
+        self.guest
     }
 
     /// The node's work directory.
@@ -123,7 +139,8 @@ impl Node {
         copy(Path::new("/bin/true"), &files.kernel)?;
         // Guest mode needs the example root filesystem; without it any file works as a drive.
         let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../build/example-rootfs.ext4");
-        if example.is_file() {
+        let guest = self.guest;
+        if guest {
             copy(&example, &files.image)?;
         } else {
             write(&files.image, &vec![0u8; 1 << 20])?;
@@ -133,7 +150,7 @@ impl Node {
             &wrapper,
             format!(
                 "#!/bin/sh\nFC_EMULATOR_GUEST={} exec {} \"$@\"\n",
-                u8::from(self.tools.guest_mode && example.is_file()),
+                u8::from(guest),
                 self.tools.emulator.display()
             )
             .as_bytes(),
