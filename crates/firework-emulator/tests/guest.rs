@@ -428,3 +428,75 @@ fn guest_mode_needs_a_root_drive() {
     );
     assert_eq!(emulator.get("/").json()["state"], "Not started");
 }
+
+/// Boots the example image without a network interface, with `boot_args` as given.
+fn boot_plain(boot_args: &str) -> Guest {
+    let emulator = Emulator::start_with_env(&[], &[GUEST_ENV]);
+    let image = emulator.dir.path().join("rootfs.ext4");
+    std::fs::copy(example_image(), &image).unwrap();
+    let kernel = emulator.kernel();
+    emulator.put_ok(
+        "/boot-source",
+        &serde_json::json!({"kernel_image_path": kernel, "boot_args": boot_args}).to_string(),
+    );
+    emulator.put_ok(
+        "/drives/rootfs",
+        &serde_json::json!({
+            "drive_id": "rootfs",
+            "path_on_host": image,
+            "is_root_device": true,
+            "is_read_only": true,
+        })
+        .to_string(),
+    );
+    emulator.put_ok("/actions", r#"{"action_type":"InstanceStart"}"#);
+    Guest { emulator, image }
+}
+
+/// Polls the console until it contains `text`.
+fn wait_console(emulator: &mut Emulator, text: &str) -> String {
+    let deadline = Instant::now() + BOOT_DEADLINE;
+    loop {
+        let console = emulator.stdout_text();
+        if console.contains(text) {
+            return console;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{text:?} never reached the console:\n{console}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn init_exit_panics_then_reboots() {
+    if !can_run() {
+        return;
+    }
+    let mut guest = boot_plain("reboot=k panic=1 init=/bin/sh -- -c \"cat /proc/cmdline; exit 3\"");
+    let console = wait_console(
+        &mut guest.emulator,
+        "Kernel panic - not syncing: Attempted to kill init! exitcode=0x00000300",
+    );
+    // /proc/cmdline shows the boot arguments with Firecracker's additions.
+    assert!(
+        console.contains("reboot=k panic=1 init=/bin/sh root=/dev/vda ro pci=off"),
+        "{console}"
+    );
+    let status = guest.emulator.wait_exit(Duration::from_secs(20));
+    assert_eq!(status.code(), Some(0));
+    assert_released(&BTreeSet::new(), &guest.image);
+}
+
+#[test]
+fn power_off_keeps_the_emulator_running() {
+    if !can_run() {
+        return;
+    }
+    let mut guest = boot_plain("reboot=k panic=1 init=/bin/poweroff -- -f");
+    wait_console(&mut guest.emulator, "reboot: Power down");
+    assert!(guest.emulator.child.try_wait().unwrap().is_none());
+    assert_eq!(guest.emulator.get("/").json()["state"], "Running");
+    assert_released(&BTreeSet::new(), &guest.image);
+}

@@ -47,7 +47,7 @@ pub struct IpConfig {
     pub device: Option<String>,
 }
 
-/// What guest mode reads from the boot command line.
+/// The boot command line values that guest mode uses.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BootArgs {
     /// Path of init inside the root file system.

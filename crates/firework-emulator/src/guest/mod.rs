@@ -26,7 +26,7 @@ use bootargs::BootArgs;
 
 /// Environment variable that turns guest mode on (`1`).
 pub const GUEST_MODE_ENV: &str = "FC_EMULATOR_GUEST";
-/// Environment variable that tells the emulator binary which guest stage to run.
+/// Environment variable that selects the guest stage the emulator binary runs.
 pub const STAGE_ENV: &str = "FC_EMULATOR_GUEST_STAGE";
 /// How long the network setup of one interface may take.
 const NET_SETUP_TIMEOUT: Duration = Duration::from_secs(20);
@@ -75,14 +75,15 @@ pub struct GuestSpec {
     pub nics: Vec<GuestNic>,
 }
 
-/// How the guest's init ended, as the outer stage reports it.
+/// The way the guest's init ended, as the outer stage reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GuestEnd {
     /// `reboot(2)` with a restart command: init was killed with SIGHUP.
     Reboot,
     /// `reboot(2)` with a power-off or halt command: init was killed with SIGINT.
     PowerOff,
-    /// Init exited with this status, or was killed by another signal (negative number).
+    /// Init exited or was killed by another signal; the wait status, as the kernel's panic
+    /// message prints it (exit status times 256, or the signal number).
     InitDied(i32),
     /// The outer stage went away without a report.
     Lost,
@@ -100,7 +101,7 @@ struct RunningGuest {
 
 static GUEST: Mutex<Option<RunningGuest>> = Mutex::new(None);
 
-/// Whether guest mode is on for this process.
+/// Returns whether guest mode is on for this process.
 pub fn enabled() -> bool {
     std::env::var(GUEST_MODE_ENV).is_ok_and(|value| value == "1")
 }
@@ -310,9 +311,11 @@ fn wait_end(reports: &mut impl BufRead) -> GuestEnd {
                 return GuestEnd::PowerOff;
             }
             ["end", "signal", number] => {
-                return GuestEnd::InitDied(-number.parse::<i32>().unwrap_or(0));
+                return GuestEnd::InitDied(number.parse::<i32>().unwrap_or(0) & 0x7f);
             }
-            ["end", "exit", status] => return GuestEnd::InitDied(status.parse().unwrap_or(0)),
+            ["end", "exit", status] => {
+                return GuestEnd::InitDied((status.parse::<i32>().unwrap_or(0) & 0xff) << 8);
+            }
             _ => {}
         }
     }

@@ -39,14 +39,14 @@ const INIT_ORDER_ENV: &str = "FC_EMULATOR_GUEST_INIT";
 
 /// Private scratch file system, mounted over `/tmp` inside the new mount namespace only.
 const SCRATCH: &str = "/tmp";
-/// Where the root image is mounted inside the scratch file system.
+/// Mount point of the root image inside the scratch file system.
 const ROOT: &str = "/tmp/root";
 /// The boot command line file bind-mounted over the guest's `/proc/cmdline`.
 const CMDLINE: &str = "/tmp/cmdline";
 /// File system types tried, in order, when mounting the root image.
 const ROOT_FS_TYPES: &[&str] = &["ext4", "ext3", "ext2", "squashfs", "erofs", "xfs", "btrfs"];
 
-/// What the emulator sends the outer stage.
+/// The request the emulator sends the outer stage.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct OuterRequest {
     pub root_path: String,
@@ -54,7 +54,7 @@ pub struct OuterRequest {
     pub cmdline: String,
 }
 
-/// What the outer stage tells the init stage.
+/// The orders the outer stage passes to the init stage.
 #[derive(Debug, Serialize, Deserialize)]
 struct InitOrder {
     init: String,
@@ -233,7 +233,7 @@ pub fn run_init() -> i32 {
 }
 
 fn init_stage() -> Result<Infallible, String> {
-    // PID 1 of a new namespace sees no parent (getppid is 0), so only ask for the signal.
+    // getppid is 0 for PID 1 of a new namespace, so only request the signal.
     nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)
         .map_err(|error| format!("PR_SET_PDEATHSIG: {error}"))?;
     let order: InitOrder = std::env::var(INIT_ORDER_ENV)
