@@ -107,27 +107,7 @@ impl Lab {
 
     /// `GET path` from inside the namespace; `None` while nothing answers.
     fn http_get(&self, address: &str, path: &str) -> Option<String> {
-        let netns = format!("/run/netns/{}", self.name);
-        let address: SocketAddr = format!("{address}:8080").parse().unwrap();
-        let request = format!("GET {path} HTTP/1.0\r\nHost: guest\r\n\r\n");
-        std::thread::spawn(move || {
-            let namespace = std::fs::File::open(netns).unwrap();
-            nix::sched::setns(&namespace, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
-            let mut stream = TcpStream::connect_timeout(&address, Duration::from_secs(1)).ok()?;
-            stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-            stream.write_all(request.as_bytes()).ok()?;
-            let mut reply = String::new();
-            stream.read_to_string(&mut reply).ok()?;
-            // CGI replies end their headers with a bare "\n\n".
-            let end = [("\r\n\r\n", 4), ("\n\n", 2)]
-                .iter()
-                .filter_map(|(marker, length)| Some(reply.find(marker)? + length))
-                .min()?;
-            let ok = reply.split(' ').nth(1) == Some("200");
-            ok.then(|| reply[end..].to_string())
-        })
-        .join()
-        .unwrap()
+        http_get_in(&self.name, format!("{address}:8080").parse().unwrap(), path)
     }
 
     /// Polls `GET path` until it answers 200 or the boot deadline passes.
@@ -152,6 +132,30 @@ impl Lab {
             std::thread::sleep(Duration::from_millis(100));
         }
     }
+}
+
+/// `GET path` from inside the network namespace `netns`; `None` unless it answers 200.
+fn http_get_in(netns: &str, address: SocketAddr, path: &str) -> Option<String> {
+    let netns = format!("/run/netns/{netns}");
+    let request = format!("GET {path} HTTP/1.0\r\nHost: guest\r\n\r\n");
+    std::thread::spawn(move || {
+        let namespace = std::fs::File::open(netns).unwrap();
+        nix::sched::setns(&namespace, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+        let mut stream = TcpStream::connect_timeout(&address, Duration::from_secs(1)).ok()?;
+        stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        stream.write_all(request.as_bytes()).ok()?;
+        let mut reply = String::new();
+        stream.read_to_string(&mut reply).ok()?;
+        // CGI replies end their headers with a bare "\n\n".
+        let end = [("\r\n\r\n", 4), ("\n\n", 2)]
+            .iter()
+            .filter_map(|(marker, length)| Some(reply.find(marker)? + length))
+            .min()?;
+        let ok = reply.split(' ').nth(1) == Some("200");
+        ok.then(|| reply[end..].to_string())
+    })
+    .join()
+    .unwrap()
 }
 
 impl Drop for Lab {
@@ -499,4 +503,97 @@ fn power_off_keeps_the_emulator_running() {
     assert!(guest.emulator.child.try_wait().unwrap().is_none());
     assert_eq!(guest.emulator.get("/").json()["state"], "Running");
     assert_released(&BTreeSet::new(), &guest.image);
+}
+
+/// A client network namespace joined to a lab by a veth pair; deleted on drop.
+struct Client {
+    name: String,
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "delete", &self.name])
+            .status();
+    }
+}
+
+#[test]
+fn dnat_from_a_client_namespace_reaches_the_guest() {
+    if !can_run() {
+        return;
+    }
+    if Command::new("nft").arg("--version").output().is_err() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "nft is required in CI"
+        );
+        eprintln!("skipping: nft is not installed");
+        return;
+    }
+    let lab = Lab::create("d", "172.29.4");
+    let client = Client {
+        name: format!("fwg{}dc", std::process::id()),
+    };
+    run(&["ip", "netns", "add", &client.name]);
+    run(&[
+        "ip",
+        "-n",
+        &lab.name,
+        "link",
+        "add",
+        "fwgv0",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "fwgv1",
+        "netns",
+        &client.name,
+    ]);
+    lab.ip(&["addr", "add", "192.168.244.1/24", "dev", "fwgv0"]);
+    lab.ip(&["link", "set", "fwgv0", "up"]);
+    for args in [
+        vec!["addr", "add", "192.168.244.2/24", "dev", "fwgv1"],
+        vec!["link", "set", "fwgv1", "up"],
+        vec!["link", "set", "lo", "up"],
+    ] {
+        let mut command = vec!["ip", "-n", &client.name];
+        command.extend(args);
+        run(&command);
+    }
+    run(&[
+        "ip",
+        "netns",
+        "exec",
+        &lab.name,
+        "sysctl",
+        "-q",
+        "-w",
+        "net.ipv4.ip_forward=1",
+    ]);
+    run(&[
+        "ip",
+        "netns",
+        "exec",
+        &lab.name,
+        "nft",
+        "add table ip fwg; add chain ip fwg pre { type nat hook prerouting priority -100; }; add rule ip fwg pre tcp dport 18080 dnat to 172.29.4.2:8080",
+    ]);
+
+    let mut guest = boot_guest(&lab, "fwgtap4", 2, "firework.env.SERVICE_NAME=natted");
+    lab.wait_http("172.29.4.2", "/healthz", &mut guest.emulator);
+    let address: SocketAddr = "192.168.244.1:18080".parse().unwrap();
+    let deadline = Instant::now() + BOOT_DEADLINE;
+    let body = loop {
+        if let Some(body) = http_get_in(&client.name, address, "/") {
+            break body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "DNAT to the guest never answered"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(body, "hello from natted\n");
 }
