@@ -443,7 +443,7 @@ impl Agent {
             );
         }
 
-        match self.parts.routes.sync(&desired, network.as_ref()).await {
+        match self.parts.routes.sync(&services, network.as_ref()).await {
             Ok(Some(changed)) => self.parts.metrics.record_route_sync(if changed {
                 SyncResult::Ok
             } else {

@@ -14,6 +14,7 @@ use crate::agent::{Agent, AgentParts, AgentSettings, TickReport};
 use crate::api::{ApiState, router};
 use crate::driver::{HostNetwork, NetDriver, RecordsView, VmDriver};
 use crate::error::{AgentError, error_chain};
+use crate::routes::TraefikRoutes;
 use crate::trigger::Trigger;
 
 /// The network records directory under the state directory.
@@ -68,6 +69,27 @@ pub fn runtime_config(config: &AgentConfig) -> RuntimeConfig {
     runtime
 }
 
+/// Builds the route step when `traefik_config_dir` is set.
+pub fn route_step(
+    config: &AgentConfig,
+    store: Arc<dyn firework_store::ConfigStore>,
+) -> Result<Option<TraefikRoutes>, AgentError> {
+    let Some(dir) = &config.traefik_config_dir else {
+        return Ok(None);
+    };
+    let sync = firework_routes::RouteSync::new(
+        dir,
+        &config.traefik_entry_point,
+        config.ingress_domain.as_deref(),
+    )
+    .map_err(|source| AgentError::Routes {
+        path: dir.clone(),
+        source,
+    })?;
+    info!(dir = %dir.display(), entry_point = %config.traefik_entry_point, "routes go to traefik_config_dir");
+    Ok(Some(TraefikRoutes::new(sync, store, &config.node_names)))
+}
+
 /// Plans one tick against the current state without changing any VM and returns the
 /// report. Guest addresses of new services are assigned and recorded, so the plan shows
 /// the addresses the real tick will use; no device or rule is touched.
@@ -117,7 +139,10 @@ pub async fn run(config: AgentConfig, config_path: &str) -> Result<(), AgentErro
     let (shutdown_tx, shutdown) = watch::channel(false);
     let net = network_driver(&config, config.enable_network_setup);
     let vms: Arc<dyn VmDriver> = Arc::new(runtime);
-    let parts = AgentParts::new(store, registry, vms, net);
+    let mut parts = AgentParts::new(Arc::clone(&store), registry, vms, net);
+    if let Some(routes) = route_step(&config, store)? {
+        parts.routes = Box::new(routes);
+    }
     let settings = AgentSettings::from_config(&config);
     let mut agent = Agent::new(settings, parts, shutdown.clone())?;
 

@@ -153,6 +153,15 @@ pub enum AgentError {
         #[source]
         source: std::io::Error,
     },
+    /// The route settings are invalid.
+    #[error("invalid route settings for traefik_config_dir {}", path.display())]
+    Routes {
+        /// The route directory.
+        path: std::path::PathBuf,
+        /// The cause.
+        #[source]
+        source: firework_routes::RoutesError,
+    },
     /// The API token file cannot be read.
     #[error("cannot read api_token_file {}", path.display())]
     TokenFile {

@@ -65,11 +65,11 @@ fn file_version(path: &str) -> std::io::Result<String> {
 
 /// Publishes ingress routes for the services that run on this node.
 pub trait RouteSync: Send + Sync + Debug {
-    /// Called after every apply with the desired VMs and the assigned addresses. Returns
-    /// whether a route changed, or `None` when there is no router to sync.
+    /// Called after every apply with the desired services and the assigned addresses.
+    /// Returns whether a route changed, or `None` when there is no router to sync.
     fn sync<'a>(
         &'a self,
-        desired: &'a [DesiredVm],
+        services: &'a [LabeledService],
         network: Option<&'a AppliedNetwork>,
     ) -> BoxFuture<'a, Result<Option<bool>, BoxError>>;
 }
@@ -81,7 +81,7 @@ pub struct NoRoutes;
 impl RouteSync for NoRoutes {
     fn sync<'a>(
         &'a self,
-        _desired: &'a [DesiredVm],
+        _services: &'a [LabeledService],
         _network: Option<&'a AppliedNetwork>,
     ) -> BoxFuture<'a, Result<Option<bool>, BoxError>> {
         async { Ok(None) }.boxed()

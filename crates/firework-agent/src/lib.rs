@@ -20,6 +20,7 @@ pub mod intent;
 pub mod logging;
 pub mod metrics;
 pub mod plan;
+pub mod routes;
 pub mod spec;
 pub mod status;
 pub mod trigger;
