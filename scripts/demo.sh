@@ -14,6 +14,8 @@ REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 WORK="${FIREWORK_DEMO_DIR:-/tmp/firework-demo}"
 # shellcheck source=lib/demo-common.sh
 source "$REPO/scripts/lib/demo-common.sh"
+# shellcheck source=lib/demo-cluster.sh
+source "$REPO/scripts/lib/demo-cluster.sh"
 
 NS1=fwdemo-n1
 NS2=fwdemo-n2
@@ -92,6 +94,13 @@ if [ "$mode" = down ]; then
 fi
 
 mkdir -p "$WORK"/{run,logs,bin,images}
+# Both modes use the namespace fwdemo-n1 and the same ports, so only one runs at a time.
+if [ "$mode" = single ] && [ -e "$WORK/run/agent-node-a.pid" ]; then
+    die "the cluster demo runs in $WORK; run bash scripts/demo.sh --down first"
+fi
+if [ "$mode" = cluster ] && [ -e "$WORK/run/agent-n1.pid" ]; then
+    die "the single-node demo runs in $WORK; run bash scripts/demo.sh --down first"
+fi
 
 # ---------------------------------------------------------------------------------------
 # Install and build
@@ -258,17 +267,17 @@ EOF
     info "wrote $dir/nodes/web.yaml and $dir/nodes/workers.yaml"
 }
 
-# write_agent_config NODE DIR STOREBLOCK: the agent config of one node.
+# write_agent_config NODE DIR STOREBLOCK [LABELS] [POLL]: the agent config of one node.
 write_agent_config() {
-    local node="$1" dir="$2" store="$3"
+    local node="$1" dir="$2" store="$3" labels="${4:-web, workers}" poll="${5:-10s}"
     mkdir -p "$dir/traefik/dynamic" "$dir/state"
     cat > "$dir/agent.yaml" <<EOF
 # Written by scripts/demo.sh, derived from examples/agent/local.yaml.
 node_name: $node
-node_names: [web, workers]
+node_names: [$labels]
 node_id: $node
 $store
-poll_interval: 10s
+poll_interval: $poll
 firecracker_bin: $WORK/bin/firecracker
 state_dir: $dir/state
 log_level: info
@@ -435,16 +444,6 @@ store_dir: $dir/desired"
     info "agent log:   $WORK/logs/agent-n1.log"
     info "status:      ip netns exec $NS1 curl http://$API/status"
     info "clean up:    bash scripts/demo.sh --down"
-}
-
-run_cluster() {
-    install_packages
-    build
-    write_firecracker_wrapper
-    step "Cluster mode"
-    skipped "the GitOps loop (Git repository, enricher webhook, Garage, two agents) is not"
-    skipped "implemented in this version of the demo; run the single-node demo instead"
-    exit 2
 }
 
 case "$mode" in
