@@ -19,6 +19,7 @@ use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
+use nix::fcntl::{FcntlArg, OFlag, fcntl};
 use nix::mount::{MsFlags, mount};
 use nix::sched::{CloneFlags, unshare};
 use nix::sys::signal::Signal;
@@ -194,11 +195,13 @@ fn outer() -> Result<(), String> {
         .env_clear()
         .env(STAGE_ENV, INIT)
         .env(INIT_ORDER_ENV, order)
-        .stdin(Stdio::null())
+        // The init stage reads end of file on this pipe once the outer stage is gone.
+        .stdin(Stdio::piped())
         .stdout(Stdio::from(console()?))
         .stderr(Stdio::from(console()?))
         .spawn()
         .map_err(|error| format!("start the init stage: {error}"))?;
+    let _alive = init.stdin.take();
     report(&format!("init {}", init.id()))?;
     let status = init
         .wait()
@@ -233,9 +236,16 @@ pub fn run_init() -> i32 {
 }
 
 fn init_stage() -> Result<Infallible, String> {
-    // getppid is 0 for PID 1 of a new namespace, so only request the signal.
     nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)
         .map_err(|error| format!("PR_SET_PDEATHSIG: {error}"))?;
+    // getppid is 0 for PID 1 of a new namespace. The outer stage holds the write end of
+    // stdin instead, so end of file there means it died before the request took effect.
+    let stdin = std::io::stdin();
+    fcntl(stdin.as_fd(), FcntlArg::F_SETFL(OFlag::O_NONBLOCK))
+        .map_err(|error| format!("set stdin non-blocking: {error}"))?;
+    if let Ok(0) = nix::unistd::read(stdin.as_fd(), &mut [0u8; 1]) {
+        return Err("the outer stage is gone".to_string());
+    }
     let order: InitOrder = std::env::var(INIT_ORDER_ENV)
         .map_err(|error| format!("{INIT_ORDER_ENV}: {error}"))
         .and_then(|text| {
@@ -272,6 +282,9 @@ fn init_stage() -> Result<Infallible, String> {
     )
     .map_err(|error| format!("make /proc/cmdline read-only: {error}"))?;
 
+    // Opened before the chroot: the image's /dev is empty until its init mounts devtmpfs.
+    let null =
+        std::fs::File::open("/dev/null").map_err(|error| format!("open /dev/null: {error}"))?;
     chdir(ROOT).map_err(|error| format!("chdir {ROOT}: {error}"))?;
     chroot(".").map_err(|error| format!("chroot {ROOT}: {error}"))?;
     chdir("/").map_err(|error| format!("chdir /: {error}"))?;
@@ -281,6 +294,7 @@ fn init_stage() -> Result<Infallible, String> {
         .args(&order.args)
         .env_clear()
         .envs(order.env.iter().map(|(key, value)| (key, value)))
+        .stdin(Stdio::from(null))
         .exec();
     Err(format!("execute init {}: {error}", order.init))
 }
