@@ -1,11 +1,12 @@
 //! `fireworkctl`: validate Firework configs and inspect what they would do.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use firework_model::Severity;
+use fireworkctl::render::RenderCommandError;
 use fireworkctl::validate::{self, Kind, Report};
 
 #[derive(Debug, Parser)]
@@ -49,6 +50,43 @@ enum Command {
         #[arg(long)]
         config: Option<String>,
     },
+    /// Render an enricher input tree into node configs, as the enricher would.
+    ///
+    /// Without --output the files are printed. Exit status: 0 rendered, 1 invalid input,
+    /// 2 usage or I/O error.
+    Render {
+        /// The input tree (defaults.yaml, services/, tenants/).
+        input: PathBuf,
+        /// Directory to write nodes/*.yaml and index.json into.
+        #[arg(long)]
+        output: Option<PathBuf>,
+        /// Source commit to record in each node config.
+        #[arg(long)]
+        source_commit: Option<String>,
+    },
+    /// Show what a render of the input would change in what the enricher published.
+    ///
+    /// Exit status: 0 no change, 1 changes, 2 invalid input, usage or I/O error.
+    Diff {
+        /// The input tree.
+        input: PathBuf,
+        /// Where the enricher publishes: a directory, s3://bucket/prefix or gs://bucket/prefix.
+        published: String,
+    },
+    /// Show an agent's status: revision, last tick and every service.
+    ///
+    /// Exit status: 0 shown, 2 the request failed.
+    Status {
+        /// The agent's API address.
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        api: String,
+        /// File holding the API's bearer token.
+        #[arg(long)]
+        token_file: Option<PathBuf>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -69,6 +107,17 @@ fn main() -> ExitCode {
             format,
         } => run_validate(&paths, kind, strict, format),
         Command::Doctor { config } => run_doctor(config.as_deref()),
+        Command::Render {
+            input,
+            output,
+            source_commit,
+        } => run_render(&input, output.as_deref(), source_commit),
+        Command::Diff { input, published } => run_async(run_diff(&input, &published)),
+        Command::Status {
+            api,
+            token_file,
+            format,
+        } => run_async(run_status(&api, token_file.as_deref(), format)),
     }
 }
 
@@ -176,5 +225,106 @@ fn run_doctor(config: Option<&str>) -> ExitCode {
     } else {
         println!("all {} checks passed", checks.len());
         ExitCode::SUCCESS
+    }
+}
+
+fn run_async(future: impl std::future::Future<Output = ExitCode>) -> ExitCode {
+    match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime.block_on(future),
+        Err(error) => {
+            print_chain(&error);
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Prints a render error and the diagnostics of an invalid input.
+fn print_render_error(error: &RenderCommandError) {
+    print_chain(error);
+    if let RenderCommandError::Render { source, .. } = error {
+        for diagnostic in source.diagnostics() {
+            eprintln!("{diagnostic}");
+        }
+    }
+}
+
+fn run_render(input: &Path, output: Option<&Path>, source_commit: Option<String>) -> ExitCode {
+    let rendered = match fireworkctl::render::render(input, source_commit) {
+        Ok(rendered) => rendered,
+        Err(error) => {
+            print_render_error(&error);
+            let invalid = matches!(&error, RenderCommandError::Render { source, .. } if !source.diagnostics().is_empty());
+            return ExitCode::from(if invalid { 1 } else { 2 });
+        }
+    };
+    for warning in &rendered.warnings {
+        eprintln!("{warning}");
+    }
+    match output {
+        Some(dir) => {
+            if let Err(error) = fireworkctl::render::write_files(dir, &rendered.files) {
+                print_chain(&error);
+                return ExitCode::from(2);
+            }
+            for key in rendered.files.keys() {
+                println!("wrote {}", dir.join(key).display());
+            }
+        }
+        None => {
+            for (key, bytes) in &rendered.files {
+                println!("# ==> {key}");
+                println!("{}", String::from_utf8_lossy(bytes).trim_end());
+            }
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+async fn run_diff(input: &Path, published: &str) -> ExitCode {
+    match fireworkctl::render::diff(input, published).await {
+        Ok(changes) if changes.is_empty() => {
+            println!("no changes");
+            ExitCode::SUCCESS
+        }
+        Ok(changes) => {
+            for change in &changes {
+                print!("{}", change.diff());
+            }
+            println!("{} files change", changes.len());
+            ExitCode::from(1)
+        }
+        Err(error) => {
+            print_render_error(&error);
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn run_status(api: &str, token_file: Option<&Path>, format: Format) -> ExitCode {
+    let token = match token_file {
+        None => None,
+        Some(path) => match std::fs::read_to_string(path) {
+            Ok(text) => Some(text.trim().to_string()),
+            Err(error) => {
+                eprintln!("error: failed to read {}: {error}", path.display());
+                return ExitCode::from(2);
+            }
+        },
+    };
+    match fireworkctl::status::fetch(api, token.as_deref()).await {
+        Ok(status) => {
+            match format {
+                Format::Json => println!("{status:#}"),
+                Format::Text => print!("{}", fireworkctl::status::format_table(&status)),
+            }
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            print_chain(&error);
+            ExitCode::from(2)
+        }
     }
 }
