@@ -16,7 +16,7 @@ pub enum RenderCommandError {
         input: PathBuf,
         /// Why.
         #[source]
-        source: RenderError,
+        source: Box<RenderError>,
     },
     /// An output file could not be written.
     #[error("failed to write {path}")]
@@ -34,7 +34,7 @@ pub enum RenderCommandError {
         target: String,
         /// Why.
         #[source]
-        source: publish::PublishError,
+        source: Box<publish::PublishError>,
     },
 }
 
@@ -46,7 +46,7 @@ pub fn render(input: &Path, source_commit: Option<String>) -> Result<Rendered, R
     };
     render_dir(input, &options).map_err(|source| RenderCommandError::Render {
         input: input.to_path_buf(),
-        source,
+        source: Box::new(source),
     })
 }
 
@@ -77,7 +77,7 @@ pub fn write_files(
 pub async fn diff(input: &Path, published: &str) -> Result<Vec<FileChange>, RenderCommandError> {
     let published_error = |source| RenderCommandError::Published {
         target: published.to_string(),
-        source,
+        source: Box::new(source),
     };
     let target = Target::parse(published, &ObjectOptions::default()).map_err(published_error)?;
     let manifest = publish::read_manifest(&target)
