@@ -2,11 +2,13 @@
 //!
 //! [`schedule`] is a pure function: the same nodes, services, previous placement and options
 //! give the same [`Placement`], whatever the order of the inputs. [`registry`] finds the live
-//! nodes from the records agents write, and [`input`] reads the files the command-line tool
+//! nodes from the records agents write, [`source`] reads them from a directory or a bucket,
+//! [`lambda`] serves plan requests as an AWS Lambda function, and [`input`] reads the files the command-line tool
 //! takes.
 
 pub mod error;
 pub mod input;
+pub mod lambda;
 mod model;
 pub mod placement;
 pub mod plan;
@@ -14,6 +16,7 @@ pub mod registry;
 pub mod report;
 pub mod request;
 mod schedule;
+pub mod source;
 
 pub use error::ScheduleError;
 pub use placement::{Assignment, Move, MoveReason, NodeUsage, Placement, Unplaced, UnplacedReason};

@@ -1,7 +1,7 @@
 //! `firework-scheduler`: print the placement of rendered services onto live nodes.
 //!
-//! Exit codes: 0 every service placed, 1 some service unplaced or no live node, 2 usage or
-//! I/O error.
+//! Exit codes: 0 every service placed, 1 some service unplaced or no live node, 2 usage,
+//! I/O or registry error.
 
 use std::error::Error;
 use std::path::PathBuf;
@@ -12,6 +12,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use firework_scheduler::plan::{PlanRequest, plan};
 use firework_scheduler::registry::DEFAULT_NODE_TTL;
 use firework_scheduler::report::{to_json, to_text};
+use firework_scheduler::source::{ObjectOptions, RegistrySource};
 use firework_scheduler::{DEFAULT_VM_OVERHEAD_MB, ScheduleOptions};
 use jiff::Timestamp;
 use tracing_subscriber::EnvFilter;
@@ -30,13 +31,42 @@ struct Cli {
 enum Command {
     /// Print the placement of the services and the moves against the previous placement.
     Plan(PlanArgs),
+    /// Run as an AWS Lambda function that answers plan requests.
+    #[cfg(feature = "lambda")]
+    Lambda(ObjectArgs),
+}
+
+/// Connection settings for a bucket registry.
+#[derive(Debug, clap::Args)]
+struct ObjectArgs {
+    /// S3-compatible endpoint, addressed path-style; plain http:// only on a loopback host.
+    #[arg(long, value_name = "URL", env = "FIREWORK_S3_ENDPOINT_URL")]
+    s3_endpoint_url: Option<String>,
+    /// S3 region (default: the AWS environment, then us-east-1).
+    #[arg(long, value_name = "REGION")]
+    s3_region: Option<String>,
+    /// GCS service account or application credentials file.
+    #[arg(long, value_name = "FILE")]
+    gcs_credentials_file: Option<PathBuf>,
+}
+
+impl ObjectArgs {
+    fn options(self) -> ObjectOptions {
+        ObjectOptions {
+            s3_endpoint_url: self.s3_endpoint_url,
+            s3_region: self.s3_region,
+            s3_credentials: None,
+            gcs_credentials_file: self.gcs_credentials_file,
+        }
+    }
 }
 
 #[derive(Debug, clap::Args)]
 struct PlanArgs {
-    /// Registry root directory; node records are read from <DIR>/registry/nodes/*.json.
-    #[arg(long, value_name = "DIR")]
-    registry: PathBuf,
+    /// Registry: a directory, s3://BUCKET/PREFIX or gs://BUCKET/PREFIX; node records are
+    /// read from registry/nodes/*.json below it.
+    #[arg(long, value_name = "LOCATION")]
+    registry: String,
     /// Rendered services: a YAML file, or a directory of YAML files.
     #[arg(long, value_name = "PATH")]
     input: PathBuf,
@@ -58,6 +88,8 @@ struct PlanArgs {
     /// Judge liveness at this RFC 3339 time instead of the current time.
     #[arg(long, value_name = "TIME")]
     now: Option<Timestamp>,
+    #[command(flatten)]
+    object: ObjectArgs,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -85,10 +117,33 @@ fn main() -> ExitCode {
             };
         }
     };
-    let Command::Plan(args) = cli.command;
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: failed to start the async runtime: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    match cli.command {
+        Command::Plan(args) => runtime.block_on(plan_command(args)),
+        #[cfg(feature = "lambda")]
+        Command::Lambda(args) => runtime.block_on(lambda_command(args)),
+    }
+}
 
+async fn plan_command(args: PlanArgs) -> ExitCode {
+    let registry = match RegistrySource::parse(&args.registry, &args.object.options()) {
+        Ok(registry) => registry,
+        Err(error) => {
+            eprintln!("error: {}", error_chain(&error));
+            return ExitCode::from(2);
+        }
+    };
     let request = PlanRequest {
-        registry: args.registry,
+        registry,
         input: args.input,
         existing: args.existing,
         ttl: Duration::from_secs(args.ttl_seconds),
@@ -98,7 +153,7 @@ fn main() -> ExitCode {
             spread: args.spread,
         },
     };
-    match plan(&request) {
+    match plan(&request).await {
         Ok(report) => {
             let text = match args.format {
                 Format::Text => to_text(&report),
@@ -116,6 +171,20 @@ fn main() -> ExitCode {
             for diagnostic in error.diagnostics() {
                 eprintln!("  {diagnostic}");
             }
+            ExitCode::from(2)
+        }
+    }
+}
+
+#[cfg(feature = "lambda")]
+async fn lambda_command(args: ObjectArgs) -> ExitCode {
+    let handler = firework_scheduler::lambda::Handler {
+        object: args.options(),
+    };
+    match firework_scheduler::lambda::run_lambda(handler).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error}");
             ExitCode::from(2)
         }
     }

@@ -11,15 +11,16 @@ use tracing::info_span;
 use crate::error::ScheduleError;
 use crate::input::{InputError, read_existing, read_services};
 use crate::placement::Placement;
-use crate::registry::{Discovery, NotLive, RegistryError, Rejected, discover, read_registry_dir};
-use crate::request::ScheduleOptions;
+use crate::registry::{Discovery, NotLive, RecordFile, RegistryError, Rejected, discover};
+use crate::request::{ExistingPlacement, ScheduleOptions, ServiceRequest};
 use crate::schedule::schedule;
+use crate::source::{RegistrySource, read_registry};
 
 /// What [`plan`] reads and how it decides.
 #[derive(Debug, Clone)]
 pub struct PlanRequest {
-    /// Registry root; records are read from `<registry>/registry/nodes/*.json`.
-    pub registry: PathBuf,
+    /// Registry location; records are read from `registry/nodes/*.json` below it.
+    pub registry: RegistrySource,
     /// Rendered services: one YAML file or a directory of them.
     pub input: PathBuf,
     /// Directory of previous node configs `<node>.yaml`, if any.
@@ -79,29 +80,49 @@ impl PlanReport {
     }
 }
 
-/// Runs discovery and scheduling for `request`.
-///
-/// When no node is live the report has no placement and carries the reason, because
-/// planning against an empty registry would move every service. Unreadable files and
-/// inconsistent inputs are errors.
-pub fn plan(request: &PlanRequest) -> Result<PlanReport, PlanError> {
-    let span = info_span!("plan", registry = %request.registry.display());
-    let _entered = span.enter();
-
-    let records = read_registry_dir(&request.registry)?;
-    let Discovery {
-        live,
-        not_live,
-        rejected,
-    } = discover(records, request.now, request.ttl);
+/// Runs discovery and scheduling for `request`: reads the registry, the services and the
+/// previous placement, then calls [`plan_records`].
+pub async fn plan(request: &PlanRequest) -> Result<PlanReport, PlanError> {
+    let records = read_registry(&request.registry).await?;
     let services = read_services(&request.input)?;
     let existing = match &request.existing {
         Some(dir) => read_existing(dir)?,
         None => Vec::new(),
     };
+    plan_records(
+        records,
+        &services,
+        &existing,
+        request.now,
+        request.ttl,
+        &request.options,
+    )
+}
 
+/// Applies the liveness rule to `records` and schedules `services`. The command line and the
+/// Lambda handler both end here.
+///
+/// When no node is live the report has no placement and carries the reason, because
+/// planning against an empty registry would move every service. Inconsistent inputs are
+/// errors.
+pub fn plan_records(
+    records: Vec<RecordFile>,
+    services: &[ServiceRequest],
+    existing: &[ExistingPlacement],
+    now: Timestamp,
+    ttl: Duration,
+    options: &ScheduleOptions,
+) -> Result<PlanReport, PlanError> {
+    let span = info_span!("plan", records = records.len(), services = services.len());
+    let _entered = span.enter();
+
+    let Discovery {
+        live,
+        not_live,
+        rejected,
+    } = discover(records, now, ttl);
     let live_nodes = live.iter().map(|n| n.name.clone()).collect();
-    let (placement, error) = match schedule(&live, &services, &existing, &request.options) {
+    let (placement, error) = match schedule(&live, services, existing, options) {
         Ok(placement) => (Some(placement), None),
         Err(error @ ScheduleError::NoLiveNodes { .. }) => (None, Some(error.to_string())),
         Err(error) => return Err(PlanError::Schedule(error)),

@@ -37,7 +37,7 @@ pub struct RecordFile {
     pub record: Result<NodeRecord, String>,
 }
 
-/// Errors of reading a registry directory.
+/// Errors of reading a registry.
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
     /// The directory of node records could not be listed.
@@ -48,6 +48,23 @@ pub enum RegistryError {
         /// The I/O error.
         #[source]
         source: io::Error,
+    },
+    /// The registry location is malformed or not allowed.
+    #[error("invalid registry location `{location}`: {reason}")]
+    InvalidLocation {
+        /// The location as given.
+        location: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The bucket could not be listed, or its client could not be set up.
+    #[error("failed to list registry {location}")]
+    Store {
+        /// The registry location, such as `s3://bucket/prefix`.
+        location: String,
+        /// The store error.
+        #[source]
+        source: firework_store::StoreError,
     },
 }
 
