@@ -76,7 +76,8 @@ impl LambdaError {
     /// The HTTP status an API Gateway caller receives for this error.
     pub fn status(&self) -> u16 {
         match self {
-            LambdaError::Plan(PlanError::Registry(RegistryError::Store { .. })) => 502,
+            LambdaError::Plan(PlanError::Registry(RegistryError::InvalidLocation { .. })) => 400,
+            LambdaError::Plan(PlanError::Registry(_)) => 502,
             _ => 400,
         }
     }
@@ -92,7 +93,8 @@ pub struct Handler {
 
 impl Handler {
     /// Handles one event: a direct invocation returns the plan report, an API Gateway v2
-    /// request gets a response with the report (200) or the error (400 or 502) as its body.
+    /// request gets a response with the report (200) or the error as its body: 400 for a bad
+    /// request, 502 when the registry cannot be read.
     pub async fn handle(&self, event: Value) -> Result<Value, LambdaError> {
         if event.get("registry").is_some() {
             let request = serde_json::from_value(event).map_err(|e| LambdaError::BadRequest {
