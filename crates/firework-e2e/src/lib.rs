@@ -2,6 +2,7 @@
 //! with a `firework-agent`, Traefik and VMs run by the Firecracker emulator. Everything a
 //! node starts is stopped and removed when it is dropped.
 
+pub mod gitops;
 pub mod netns;
 pub mod node;
 pub mod tools;

@@ -27,6 +27,10 @@ pub struct NodeOptions {
     pub labels: Vec<String>,
     /// Whether to start Traefik next to the agent.
     pub traefik: bool,
+    /// The store block of the agent config; `None` means a local directory store.
+    pub store: Option<String>,
+    /// Extra environment for the agent, such as S3 credentials.
+    pub agent_env: Vec<(String, String)>,
     /// Whether VMs run the example image as guests (emulator guest mode), when the
     /// emulator has guest mode and `build/example-rootfs.ext4` exists. Otherwise VMs only
     /// serve the Firecracker API and the image is a file of zeros that nothing mounts.
@@ -40,6 +44,8 @@ impl Default for NodeOptions {
             labels: vec!["web".to_owned()],
             traefik: false,
             guest: true,
+            store: None,
+            agent_env: Vec::new(),
         }
     }
 }
@@ -55,6 +61,7 @@ pub struct Node {
     dir: tempfile::TempDir,
     tools: Tools,
     guest: bool,
+    agent_env: Vec<(String, String)>,
 }
 
 /// The image and kernel files that service specs name.
@@ -86,6 +93,7 @@ impl Node {
                 && Path::new(env!("CARGO_MANIFEST_DIR"))
                     .join("../../build/example-rootfs.ext4")
                     .is_file(),
+            agent_env: options.agent_env.clone(),
         };
         node.write_files(options)?;
         let mut node = node;
@@ -158,8 +166,8 @@ impl Node {
         fs::set_permissions(&wrapper, fs::Permissions::from_mode(0o755))
             .map_err(|error| format!("failed to make {} executable: {error}", wrapper.display()))?;
         let config = format!(
-            "node_name: {node}\nnode_names: [{labels}]\nnode_id: {node}\nstore_type: local\n\
-             store_dir: {store}\npoll_interval: 1h\nfirecracker_bin: {wrapper}\n\
+            "node_name: {node}\nnode_names: [{labels}]\nnode_id: {node}\n{store}\n\
+             poll_interval: 1h\nfirecracker_bin: {wrapper}\n\
              state_dir: {state}\nlog_level: debug\napi_listen_addr: {API_ADDR}\n\
              enable_network_setup: true\nimages_dir: {images}\nvm_subnet: 172.16.0.0/24\n\
              vm_gateway: 172.16.0.1\nvm_bridge: br-firework\nnetwork_isolation: false\n\
@@ -167,7 +175,10 @@ impl Node {
              traefik_config_dir: {routes}\ningress_domain: e2e.localhost\n",
             node = options.node,
             labels = options.labels.join(", "),
-            store = self.store_dir().display(),
+            store = options.store.clone().unwrap_or_else(|| format!(
+                "store_type: local\nstore_dir: {}",
+                self.store_dir().display()
+            )),
             wrapper = wrapper.display(),
             state = dir.join("state").display(),
             images = dir.join("images").display(),
@@ -182,7 +193,24 @@ impl Node {
         write(&dir.join("traefik/traefik.yaml"), traefik.as_bytes())
     }
 
-    fn spawn_logged(&self, program: &Path, args: &[String], log: &str) -> Result<Child, String> {
+    /// Starts `program` in the node's namespace with stdout and stderr appended to `log`
+    /// in the node directory.
+    pub fn spawn_logged(
+        &self,
+        program: &Path,
+        args: &[String],
+        log: &str,
+    ) -> Result<Child, String> {
+        self.spawn_logged_env(program, args, log, &[])
+    }
+
+    fn spawn_logged_env(
+        &self,
+        program: &Path,
+        args: &[String],
+        log: &str,
+        env: &[(String, String)],
+    ) -> Result<Child, String> {
         let out = fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -194,6 +222,7 @@ impl Node {
         self.netns
             .command(&program.display().to_string())
             .args(args)
+            .envs(env.iter().map(|(key, value)| (key, value)))
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)
@@ -219,13 +248,23 @@ impl Node {
     pub fn start_agent(&mut self) -> Result<(), String> {
         let config = self.dir().join("agent.yaml").display().to_string();
         let agent = self.tools.agent.clone();
-        self.agent =
-            Some(self.spawn_logged(&agent, &["--config".to_owned(), config], "agent.log")?);
+        let env = self.agent_env.clone();
+        self.agent = Some(self.spawn_logged_env(
+            &agent,
+            &["--config".to_owned(), config],
+            "agent.log",
+            &env,
+        )?);
         wait_until("the agent API", Duration::from_secs(20), || {
             self.status().ok()
         })
         .map_err(|error| format!("{error}; agent log:\n{}", self.agent_log()))?;
         Ok(())
+    }
+
+    /// Replaces the agent's extra environment; it applies from the next [`Node::start_agent`].
+    pub fn set_agent_env(&mut self, env: Vec<(String, String)>) {
+        self.agent_env = env;
     }
 
     /// Kills the agent with SIGKILL and reaps it. The VMs keep running.
