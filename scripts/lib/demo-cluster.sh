@@ -63,7 +63,7 @@ api_bind_addr = "127.0.0.1:3903"
 EOF
     fi
     start_bg garage "" "$WORK/logs/garage.log" "$GARAGE" -c "$CLUSTER/garage/garage.toml" server
-    wait_for 30 garage_cli status || die "garage does not answer (log: $WORK/logs/garage.log)"
+    wait_for 30 garage_cli status || die "garage does not respond (log: $WORK/logs/garage.log)"
     if [ ! -s "$CLUSTER/garage/key" ]; then
         local node
         node="$(garage_cli node id -q | cut -d@ -f1)"
@@ -132,7 +132,7 @@ s3_region: garage
 secret_file: $CLUSTER/webhook-secret
 EOF
     start_bg enricher "" "$WORK/logs/enricher.log" "$BIN/firework-enricher" serve --config "$CLUSTER/enricher.yaml"
-    wait_for 20 curl -fsS "http://$ENRICHER/healthz" || die "the enricher does not answer (log: $WORK/logs/enricher.log)"
+    wait_for 20 curl -fsS "http://$ENRICHER/healthz" || die "the enricher does not respond (log: $WORK/logs/enricher.log)"
 }
 
 # Sends a signed GitHub push webhook for the checkout's HEAD.

@@ -75,7 +75,7 @@ pub struct GuestFiles {
 
 impl Node {
     /// Starts a node: writes the agent config, starts Traefik when asked, then the agent,
-    /// and waits for the agent's API to answer.
+    /// and waits until the agent API responds.
     pub fn start(tools: &Tools, options: &NodeOptions) -> Result<Self, String> {
         let netns = Netns::create()?;
         let dir = tempfile::Builder::new()
@@ -119,7 +119,7 @@ impl Node {
         &self.netns
     }
 
-    /// The directory store (holds `nodes/<label>.yaml`).
+    /// The directory store, which contains `nodes/<label>.yaml`.
     pub fn store_dir(&self) -> PathBuf {
         self.dir().join("desired")
     }
