@@ -64,7 +64,7 @@ pub enum LambdaError {
     /// The request is malformed.
     #[error("invalid plan request: {reason}")]
     BadRequest {
-        /// What is wrong with it.
+        /// The reason the request is invalid.
         reason: String,
     },
     /// Reading the registry or scheduling failed.
@@ -73,7 +73,7 @@ pub enum LambdaError {
 }
 
 impl LambdaError {
-    /// The HTTP status an API Gateway caller receives for this error.
+    /// Returns the HTTP status an API Gateway caller receives for this error.
     pub fn status(&self) -> u16 {
         match self {
             LambdaError::Plan(PlanError::Registry(RegistryError::InvalidLocation { .. })) => 400,
@@ -92,9 +92,9 @@ pub struct Handler {
 }
 
 impl Handler {
-    /// Handles one event: a direct invocation returns the plan report, an API Gateway v2
-    /// request gets a response with the report (200) or the error as its body: 400 for a bad
-    /// request, 502 when the registry cannot be read.
+    /// Handles one event. A direct invocation returns the plan report. An API Gateway v2
+    /// request gets a response whose body is the report (200) or the error (400 for a bad
+    /// request, 502 when the registry cannot be read).
     pub async fn handle(&self, event: Value) -> Result<Value, LambdaError> {
         if event.get("registry").is_some() {
             let request = serde_json::from_value(event).map_err(|e| LambdaError::BadRequest {

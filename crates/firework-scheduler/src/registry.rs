@@ -54,7 +54,7 @@ pub enum RegistryError {
     InvalidLocation {
         /// The location as given.
         location: String,
-        /// What is wrong with it.
+        /// The reason the location is invalid.
         reason: String,
     },
     /// The bucket could not be listed, or its client could not be set up.

@@ -1,4 +1,4 @@
-//! Where the registry records come from: a directory, an S3 bucket or a GCS bucket.
+//! Registry locations: a directory, an S3 bucket or a GCS bucket.
 //!
 //! A directory is read by [`read_registry_dir`]. A bucket is read through
 //! `firework_store::NodeRegistry`, which lists and reads `<prefix>/registry/nodes/<node>.json`.

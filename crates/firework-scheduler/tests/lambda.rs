@@ -39,8 +39,8 @@ fn api_gateway_event(body: &str, base64: bool) -> Value {
     event
 }
 
-/// The report of `firework-scheduler plan --format json` on a directory registry with the
-/// same services and previous placement as `events/direct.json`.
+/// Runs `firework-scheduler plan --format json` on a directory registry with the same
+/// services and previous placement as `events/direct.json` and returns its report.
 fn cli_report(registry: &Path) -> Value {
     let inputs = tempfile::tempdir().unwrap();
     std::fs::write(inputs.path().join("services.yaml"), SERVICES_YAML).unwrap();
