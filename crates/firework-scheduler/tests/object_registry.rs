@@ -13,7 +13,7 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 use support::{
-    Garage, NOW, SERVICES_YAML, write_bucket_registry, write_dir_registry, write_existing,
+    FakeGcs, Garage, NOW, SERVICES_YAML, write_bucket_registry, write_dir_registry, write_existing,
 };
 
 fn plan(registry: &str, root: &Path, extra: &[&str], garage: Option<&Garage>) -> Output {
@@ -215,5 +215,45 @@ fn unknown_scheme_is_refused() {
     assert_eq!(
         String::from_utf8_lossy(&output.stderr),
         "error: invalid registry location `ftp://host/fleet`: unsupported scheme `ftp`; use s3://, gs:// or a directory\n"
+    );
+}
+
+#[tokio::test]
+async fn gcs_registry_plans_like_directory() {
+    let Some(gcs) = FakeGcs::start() else {
+        return;
+    };
+    let root = inputs();
+    write_dir_registry(&root.path().join("dir")).await;
+    gcs.write_registry("fleet");
+    let credentials = gcs.credentials_file();
+
+    let from_dir = plan(
+        root.path().join("dir").to_str().unwrap(),
+        root.path(),
+        &[],
+        None,
+    );
+    let from_gcs = plan(
+        "gs://firework/fleet",
+        root.path(),
+        &["--gcs-credentials-file", credentials.to_str().unwrap()],
+        None,
+    );
+    assert_eq!(
+        from_gcs.status.code(),
+        Some(0),
+        "stderr: {}",
+        String::from_utf8_lossy(&from_gcs.stderr)
+    );
+    let (dir, gcs_report) = (json(&from_dir), json(&from_gcs));
+    assert_eq!(gcs_report["placement"], dir["placement"]);
+    assert_eq!(gcs_report["live_nodes"], dir["live_nodes"]);
+    assert_eq!(gcs_report["not_live"], dir["not_live"]);
+    let rejected = gcs_report["rejected"].as_array().unwrap();
+    assert_eq!(rejected.len(), 1, "{rejected:?}");
+    assert_eq!(
+        rejected[0]["source"],
+        "gs://firework/fleet/registry/nodes/bad.json"
     );
 }

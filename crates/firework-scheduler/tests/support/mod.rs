@@ -284,3 +284,120 @@ pub fn write_existing(dir: &Path) {
     )
     .unwrap();
 }
+
+/// A fake-gcs-server (a GCS JSON API emulator) with one bucket, `firework`, in memory.
+pub struct FakeGcs {
+    dir: TempDir,
+    child: Option<Child>,
+    /// The emulator's base URL, `http://127.0.0.1:<port>`.
+    pub base_url: String,
+}
+
+impl FakeGcs {
+    /// Starts the emulator, or returns `None` after printing why when it is not installed.
+    /// Panics when it is missing and `CI=true`.
+    pub fn start() -> Option<FakeGcs> {
+        let output = Command::new("sh")
+            .args(["-c", "command -v fake-gcs-server"])
+            .output()
+            .unwrap();
+        if !output.status.success() {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "fake-gcs-server is not installed but CI=true; run .ci/setup-garage.sh"
+            );
+            eprintln!("skipping: fake-gcs-server is not installed (run .ci/setup-garage.sh)");
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        // Each folder under the data directory becomes a bucket.
+        std::fs::create_dir_all(dir.path().join("data/firework")).unwrap();
+        let port = free_port();
+        let child = Command::new("fake-gcs-server")
+            .args([
+                "-scheme",
+                "http",
+                "-host",
+                "127.0.0.1",
+                "-backend",
+                "memory",
+            ])
+            .args(["-log-level", "error"])
+            .arg("-port")
+            .arg(port.to_string())
+            .arg("-public-host")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("-data")
+            .arg(dir.path().join("data"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let gcs = FakeGcs {
+            dir,
+            child: Some(child),
+            base_url: format!("http://127.0.0.1:{port}"),
+        };
+        wait_until("fake-gcs-server", Duration::from_secs(30), || {
+            port_open(port)
+        });
+        Some(gcs)
+    }
+
+    /// Writes a service account file that points `object_store` at the emulator and turns
+    /// OAuth off, and returns its path.
+    pub fn credentials_file(&self) -> PathBuf {
+        let path = self.dir.path().join("credentials.json");
+        let json = format!(
+            r#"{{"private_key": "", "private_key_id": "", "client_email": "", "gcs_base_url": "{}", "disable_oauth": true}}"#,
+            self.base_url
+        );
+        std::fs::write(&path, json).unwrap();
+        path
+    }
+
+    /// Uploads an object through the emulator's JSON API. `object_store` writes through the
+    /// XML API, whose uploads fake-gcs-server rejects with "invalid uploadType".
+    pub fn upload(&self, name: &str, body: &str) {
+        use std::io::{Read, Write};
+
+        let encoded = name.replace('/', "%2F");
+        let path = format!("/upload/storage/v1/b/firework/o?uploadType=media&name={encoded}");
+        let address = self.base_url.trim_start_matches("http://");
+        let mut stream = TcpStream::connect(address).unwrap();
+        write!(
+            stream,
+            "POST {path} HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        let status = response.lines().next().unwrap_or_default();
+        assert!(
+            status.starts_with("HTTP/1.1 200"),
+            "upload of {name} failed: {status}"
+        );
+    }
+
+    /// Uploads [`records`] and the broken `bad.json` under `prefix`.
+    pub fn write_registry(&self, prefix: &str) {
+        for record in records() {
+            let body = serde_json::to_string(&record).unwrap();
+            self.upload(
+                &format!("{prefix}/registry/nodes/{}.json", record.node),
+                &body,
+            );
+        }
+        self.upload(&format!("{prefix}/registry/nodes/bad.json"), BROKEN_RECORD);
+    }
+}
+
+impl Drop for FakeGcs {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
