@@ -55,6 +55,7 @@ fn desired_vm(index: usize) -> DesiredVm {
         vm_hash: vm.hash(),
         fingerprint,
         vm,
+        health_check: None,
     }
 }
 
@@ -149,6 +150,7 @@ impl Bench {
             },
             max_delete_share: 1.0,
             state_dir: state,
+            gate: firework_agent::health::GateSettings::default(),
         };
         let (_tx, rx) = watch::channel(false);
         let agent = Agent::new(settings, parts, rx).unwrap();

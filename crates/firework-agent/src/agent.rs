@@ -27,11 +27,13 @@ use crate::desired::{
 use crate::driver::{NetDriver, VmDriver};
 use crate::error::TickError;
 use crate::executor::{ApplyReport, Executor, ExecutorSettings, default_parallelism};
+use crate::health::{GateSettings, HealthParts};
 use crate::hooks::{HealthGate, ImageSync, LocalImages, NoRoutes, RouteSync, RunningIsReady};
 use crate::intent::IntentStore;
 use crate::plan::{ActionKind, Budget, HeldAction, Plan, fit_capacity, guard_deletes, plan};
 use crate::spec::{ActualVm, DesiredVm};
-use crate::status::{LabelStatus, ServiceStatus, SharedStatus, Status, TickStatus};
+use crate::status::{LabelStatus, RolloutStatus, ServiceStatus, SharedStatus, Status, TickStatus};
+use firework_vmm::layout::StateLayout;
 
 /// The first retry of a failed service waits this long; each further failure doubles it.
 pub const RETRY_BASE: Duration = Duration::from_secs(1);
@@ -77,6 +79,8 @@ pub struct AgentSettings {
     pub max_delete_share: f64,
     /// The agent's state directory.
     pub state_dir: PathBuf,
+    /// The rolling-update gate's deadline and minimum ready time.
+    pub gate: GateSettings,
 }
 
 impl AgentSettings {
@@ -111,6 +115,7 @@ impl AgentSettings {
             },
             max_delete_share: 1.0,
             state_dir: config.state_dir.clone(),
+            gate: GateSettings::default(),
         }
     }
 }
@@ -136,6 +141,8 @@ pub struct AgentParts {
     pub gate: Box<dyn HealthGate>,
     /// The Prometheus metrics, shared with the API.
     pub metrics: Arc<AgentMetrics>,
+    /// The health monitor, `None` without `enable_health_checks`.
+    pub health: Option<HealthParts>,
 }
 
 impl AgentParts {
@@ -156,6 +163,7 @@ impl AgentParts {
             routes: Box::new(NoRoutes),
             gate: Box::new(RunningIsReady),
             metrics: Arc::new(AgentMetrics::new(env!("CARGO_PKG_VERSION"))),
+            health: None,
         }
     }
 }
@@ -192,6 +200,11 @@ pub struct Agent {
     capacity: CapacityReader,
     failures: BTreeMap<String, Failure>,
     generations: BTreeMap<String, u64>,
+    rollouts: BTreeMap<String, RolloutStatus>,
+    /// Services whose update was rolled back, with the plan hash that failed; the update
+    /// is held until the desired hash changes.
+    rolled_back: BTreeMap<String, (String, String)>,
+    records: StateLayout,
     status: SharedStatus,
     shutdown: watch::Receiver<bool>,
 }
@@ -214,6 +227,7 @@ impl Agent {
             Box::new(crate::capacity::ProcCapacity::default()),
         );
         Ok(Agent {
+            records: StateLayout::new(&settings.state_dir),
             settings,
             parts,
             cache: DesiredStateCache::new(backend),
@@ -221,6 +235,8 @@ impl Agent {
             capacity: CapacityReader::new(capacity),
             failures: BTreeMap::new(),
             generations: BTreeMap::new(),
+            rollouts: BTreeMap::new(),
+            rolled_back: BTreeMap::new(),
             status,
             shutdown,
         })
@@ -341,6 +357,19 @@ impl Agent {
             keep.insert(service.clone());
         }
 
+        // A registered VM that exited is the health monitor's to restart.
+        if let Some(health) = &self.parts.health {
+            for vm in actual.values().filter(|vm| !vm.is_live()) {
+                let same_spec = vm.intent.as_ref().is_some_and(|intent| {
+                    desired
+                        .iter()
+                        .any(|d| d.service == vm.service && d.hash == intent.hash)
+                });
+                if same_spec && health.monitor.health(&vm.service).is_some() {
+                    keep.insert(vm.service.clone());
+                }
+            }
+        }
         let mut plan = plan(&desired, &actual, &keep);
         let by_name: BTreeMap<&str, &DesiredVm> =
             desired.iter().map(|vm| (vm.service.as_str(), vm)).collect();
@@ -386,6 +415,7 @@ impl Agent {
             }
         }
         self.hold_backoff(&mut plan, &mut held);
+        self.hold_rolled_back(&mut plan, &mut held, &by_name);
 
         let summary = plan.summary();
         info!(
@@ -419,8 +449,25 @@ impl Agent {
                 gate: self.parts.gate.as_ref(),
                 settings: self.settings.executor,
                 shutdown: self.shutdown.clone(),
+                health: self.parts.health.as_ref(),
+                records: Some(&self.records),
             };
+            let watcher = self.watch_for_preemption(&revision);
             report.apply = executor.apply(&report.plan, &by_name).await;
+            if let Some(watcher) = watcher {
+                watcher.abort();
+            }
+            for (service, rollout) in &report.apply.rollout {
+                if rollout.state == "rolled back"
+                    && let Some(vm) = by_name.get(service.as_str())
+                {
+                    self.rolled_back.insert(
+                        service.clone(),
+                        (vm.hash.clone(), rollout.reason.clone().unwrap_or_default()),
+                    );
+                }
+                self.rollouts.insert(service.clone(), rollout.clone());
+            }
             self.record_failures(&report.apply);
             crate::metrics::record_apply(&self.parts.metrics, &report.apply);
             for outcome in report.apply.outcomes.iter().filter(|o| o.error.is_none()) {
@@ -430,6 +477,8 @@ impl Agent {
                     }
                     ActionKind::Delete => {
                         self.generations.remove(&outcome.service);
+                        self.rollouts.remove(&outcome.service);
+                        self.rolled_back.remove(&outcome.service);
                     }
                     ActionKind::Unchanged => {}
                 }
@@ -443,6 +492,7 @@ impl Agent {
             );
         }
 
+        self.register_adopted(&desired, &actual);
         match self.parts.routes.sync(&services, network.as_ref()).await {
             Ok(Some(changed)) => self.parts.metrics.record_route_sync(if changed {
                 SyncResult::Ok
@@ -563,6 +613,68 @@ impl Agent {
             .map_err(TickError::Network)
     }
 
+    /// Holds updates to a plan hash that a rolling update already rolled back.
+    fn hold_rolled_back(
+        &mut self,
+        plan: &mut Plan,
+        held: &mut Vec<HeldAction>,
+        desired: &BTreeMap<&str, &DesiredVm>,
+    ) {
+        self.rolled_back.retain(|service, (hash, _)| {
+            desired
+                .get(service.as_str())
+                .is_some_and(|vm| &vm.hash == hash)
+        });
+        let rolled_back = &self.rolled_back;
+        plan.actions.retain(|action| {
+            let Some((_, reason)) = rolled_back.get(&action.service) else {
+                return true;
+            };
+            if action.kind != ActionKind::Update {
+                return true;
+            }
+            held.push(HeldAction {
+                action: action.clone(),
+                reason: format!("this spec was rolled back ({reason}); waiting for a new revision"),
+            });
+            false
+        });
+    }
+
+    /// Starts a task that cancels the rollout's gate when the store has a newer revision
+    /// than `revision`. `None` when no rollout can wait on the gate.
+    fn watch_for_preemption(&self, revision: &str) -> Option<tokio::task::JoinHandle<()>> {
+        let health = self.parts.health.as_ref()?;
+        if self.settings.executor.strategy != firework_model::agent::UpdateStrategy::Rolling {
+            return None;
+        }
+        let token = health.new_rollout();
+        let store = Arc::clone(&self.parts.store);
+        let labels = self.settings.labels.clone();
+        let revision = revision.to_owned();
+        Some(tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(crate::health::PREEMPT_POLL).await;
+                let results = store.fetch(&labels).await;
+                let Ok(mut entries) = results.into_iter().collect::<Result<Vec<_>, _>>() else {
+                    continue;
+                };
+                // The same form as `DesiredState::revision`: labels in sorted order.
+                entries.sort_by(|a, b| a.label.cmp(&b.label));
+                let current = entries
+                    .iter()
+                    .map(|entry| format!("{}={}", entry.label, entry.revision))
+                    .collect::<Vec<_>>()
+                    .join(",");
+                if current != revision {
+                    info!(from = %revision, to = %current, "a newer revision arrived during the rolling update");
+                    token.cancel();
+                    return;
+                }
+            }
+        }))
+    }
+
     fn hold_backoff(&self, plan: &mut Plan, held: &mut Vec<HeldAction>) {
         let now = Instant::now();
         plan.actions.retain(|action| {
@@ -611,6 +723,30 @@ impl Agent {
                         },
                     );
                 }
+            }
+        }
+    }
+
+    /// Registers live VMs the monitor does not know yet (adopted at start, or left
+    /// unchanged) with the desired health check.
+    fn register_adopted(&self, desired: &[DesiredVm], actual: &BTreeMap<String, ActualVm>) {
+        let Some(health) = &self.parts.health else {
+            return;
+        };
+        for vm in desired {
+            let live = actual.get(&vm.service).is_some_and(ActualVm::is_live);
+            if live && health.monitor.health(&vm.service).is_none() {
+                let guest_ip = vm
+                    .fingerprint
+                    .network
+                    .as_ref()
+                    .map(|network| network.guest_ip.to_string());
+                debug!(service = %vm.service, "registering a running vm with the health monitor");
+                health.register(firework_health::Registration::new(
+                    &vm.service,
+                    vm.health_check.clone(),
+                    guest_ip.as_deref(),
+                ));
             }
         }
     }
@@ -750,6 +886,29 @@ impl Agent {
         for (service, generation) in &self.generations {
             if let Some(entry) = services.get_mut(service) {
                 entry.generation = *generation;
+            }
+        }
+        for (service, rollout) in &self.rollouts {
+            if let Some(entry) = services.get_mut(service) {
+                entry.rollout = Some(rollout.clone());
+            }
+        }
+        if let Some(health) = &self.parts.health {
+            for snapshot in health.monitor.all() {
+                let name = snapshot.state.name();
+                if let Some(state) = firework_metrics::HealthState::ALL
+                    .iter()
+                    .find(|state| state.as_str() == name)
+                {
+                    self.parts
+                        .metrics
+                        .set_health_state(&snapshot.service, *state);
+                }
+                if let Some(entry) = services.get_mut(&snapshot.service) {
+                    entry.health = name.to_owned();
+                    entry.restarts = snapshot.restarts;
+                    entry.last_probe_error = snapshot.last_error.clone();
+                }
             }
         }
         for (service, error) in &report.spec_errors {

@@ -8,14 +8,17 @@ use firework_store::{StoreSettings, open_store};
 use firework_vmm::{JailerConfig, RuntimeConfig, VmEvent, VmRuntime};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::agent::{Agent, AgentParts, AgentSettings, TickReport};
 use crate::api::{ApiState, router};
 use crate::driver::{HostNetwork, NetDriver, RecordsView, VmDriver};
 use crate::error::{AgentError, error_chain};
+use crate::health::{HealthParts, MonitorGate, VmRestarter};
 use crate::routes::TraefikRoutes;
 use crate::trigger::Trigger;
+use firework_health::{HealthMonitor, ServiceLocks};
+use firework_vmm::layout::StateLayout;
 
 /// The network records directory under the state directory.
 pub const NETWORK_STATE_DIR: &str = "network";
@@ -139,14 +142,50 @@ pub async fn run(config: AgentConfig, config_path: &str) -> Result<(), AgentErro
     let (shutdown_tx, shutdown) = watch::channel(false);
     let net = network_driver(&config, config.enable_network_setup);
     let vms: Arc<dyn VmDriver> = Arc::new(runtime);
-    let mut parts = AgentParts::new(Arc::clone(&store), registry, vms, net);
+    let mut parts = AgentParts::new(Arc::clone(&store), registry, Arc::clone(&vms), net);
     if let Some(routes) = route_step(&config, store)? {
         parts.routes = Box::new(routes);
     }
     let settings = AgentSettings::from_config(&config);
+    if config.enable_health_checks {
+        let restarter = VmRestarter {
+            vms,
+            layout: StateLayout::new(&config.state_dir),
+            metrics: Arc::clone(&parts.metrics),
+        };
+        let monitor = Arc::new(HealthMonitor::new(Arc::new(restarter), ServiceLocks::new()));
+        let health = HealthParts::new(monitor);
+        parts.gate = Box::new(MonitorGate {
+            health: health.clone(),
+            settings: settings.gate,
+        });
+        parts.health = Some(health);
+        info!("health checks on");
+    }
+    let monitor = parts
+        .health
+        .as_ref()
+        .map(|health| Arc::clone(&health.monitor));
     let mut agent = Agent::new(settings, parts, shutdown.clone())?;
 
     let (trigger, mut triggers) = Trigger::new();
+    // VM exits are handled outside the tick loop, so the health monitor hears of them
+    // while a rolling update waits on its gate.
+    let exit_trigger = trigger.clone();
+    tokio::spawn(async move {
+        while let Some(event) = vm_events.recv().await {
+            let VmEvent::Crashed(crash) = event;
+            warn!(service = %crash.service, vm_id = %crash.vm_id, pid = crash.pid, exit = %crash.exit, log_tail = %crash.log_tail, "vm exited unexpectedly");
+            // The monitor restarts a registered service through its policy, with
+            // backoff, and the tick leaves such a VM alone.
+            if let Some(monitor) = &monitor
+                && let Err(error) = monitor.vm_exited(&crash.service, &crash.exit.to_string())
+            {
+                debug!(service = %crash.service, %error, "the exited vm is not monitored, so the tick recreates it");
+            }
+            exit_trigger.fire("vm-exit");
+        }
+    });
     spawn_signal_handlers(shutdown_tx, trigger.clone())?;
     let listener = tokio::net::TcpListener::bind(&config.api_listen_addr)
         .await
@@ -196,11 +235,6 @@ pub async fn run(config: AgentConfig, config_path: &str) -> Result<(), AgentErro
             _ = stop.wait_for(|stop| *stop) => break,
             Some(queued) = triggers.recv() => queued,
             _ = interval.tick() => "poll".to_owned(),
-            Some(event) = vm_events.recv() => {
-                let VmEvent::Crashed(crash) = event;
-                warn!(service = %crash.service, vm_id = %crash.vm_id, pid = crash.pid, exit = %crash.exit, log_tail = %crash.log_tail, "vm exited unexpectedly");
-                "vm-exit".to_owned()
-            }
             _ = sleep_until(retry) => "retry".to_owned(),
         };
     }

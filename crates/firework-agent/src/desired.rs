@@ -204,5 +204,6 @@ fn build_one(
         vm_hash: vm.hash(),
         fingerprint,
         vm,
+        health_check: service.health_check.clone(),
     })
 }

@@ -12,10 +12,16 @@ use tracing::{error, info};
 
 use crate::driver::VmDriver;
 use crate::error::{BoxError, error_chain};
+use crate::health::HealthParts;
 use crate::hooks::HealthGate;
 use crate::intent::IntentStore;
 use crate::plan::{Action, ActionKind, Plan};
 use crate::spec::{DesiredVm, Intent};
+use crate::status::RolloutStatus;
+use firework_health::Registration;
+use firework_model::service::HealthCheck;
+use firework_vmm::layout::StateLayout;
+use firework_vmm::{VmRecord, VmSpec};
 
 /// Returns the default number of VM operations run at once: four per core.
 pub fn default_parallelism() -> usize {
@@ -53,6 +59,8 @@ pub struct ApplyReport {
     pub skipped: Vec<String>,
     /// Pauses taken between rolling updates.
     pub pauses: usize,
+    /// Each service's part in a rolling update, when the plan had one.
+    pub rollout: BTreeMap<String, RolloutStatus>,
 }
 
 impl ApplyReport {
@@ -62,6 +70,14 @@ impl ApplyReport {
             .iter()
             .filter(|outcome| outcome.error.is_some())
     }
+}
+
+/// What a service ran before a rolling update replaced it.
+#[derive(Debug)]
+struct Previous {
+    intent: Intent,
+    spec: VmSpec,
+    check: Option<HealthCheck>,
 }
 
 /// Drives a [`VmDriver`] through a plan.
@@ -77,6 +93,11 @@ pub struct Executor<'a> {
     pub settings: ExecutorSettings,
     /// Turns true when the agent shuts down: no new action starts after that.
     pub shutdown: watch::Receiver<bool>,
+    /// The health monitor: VM actions take its service lock, and started VMs are
+    /// registered with it.
+    pub health: Option<&'a HealthParts>,
+    /// The VM runtime's records, where a rolling update finds the spec to restore.
+    pub records: Option<&'a StateLayout>,
 }
 
 impl Executor<'_> {
@@ -165,26 +186,125 @@ impl Executor<'_> {
                     return;
                 }
             }
+            let service = action.service.as_str();
+            let revision = desired
+                .get(service)
+                .map(|vm| vm.revision.clone())
+                .unwrap_or_default();
+            let previous = self.previous(service);
             let mut outcome = self.run(action, desired).await;
-            if outcome.error.is_none()
-                && let Some(vm) = desired.get(action.service.as_str())
+            let rollout = |state: &str, reason: Option<String>| RolloutStatus {
+                state: state.to_owned(),
+                revision: revision.clone(),
+                reason,
+            };
+            if let Some(error) = &outcome.error {
+                report
+                    .rollout
+                    .insert(service.to_owned(), rollout("failed", Some(error.clone())));
+            } else if let Some(vm) = desired.get(service)
                 && let Err(error) = self.gate.wait_ready(vm).await
             {
                 let message = error_chain(error.as_ref());
-                error!(service = %action.service, error = %message, "updated vm did not become ready; stopping the rolling update");
-                outcome.error = Some(format!("not ready after update: {message}"));
+                let remaining = &actions[index + 1..];
+                if crate::health::is_preempted(&error) {
+                    info!(service, %revision, "a newer revision preempts the rolling update");
+                    outcome.error = Some(format!("rollout preempted: {message}"));
+                    report.rollout.insert(
+                        service.to_owned(),
+                        rollout("skipped", Some("preempted by a newer revision".to_owned())),
+                    );
+                } else {
+                    error!(service, %revision, error = %message, "updated vm did not become ready; rolling back and stopping the rolling update");
+                    let reason = match self.restore(service, previous).await {
+                        Ok(()) => {
+                            info!(service, %revision, reason = %message, "rolled back");
+                            message.clone()
+                        }
+                        Err(restore) => {
+                            let restore = error_chain(restore.as_ref());
+                            error!(service, %revision, error = %restore, "cannot restore the previous spec");
+                            format!("{message}; restoring the previous spec failed: {restore}")
+                        }
+                    };
+                    outcome.error = Some(format!("rolled back revision {revision}: {reason}"));
+                    report
+                        .rollout
+                        .insert(service.to_owned(), rollout("rolled back", Some(reason)));
+                }
                 report.outcomes.push(outcome);
-                report
-                    .skipped
-                    .extend(actions[index + 1..].iter().map(|a| a.service.clone()));
+                for skipped in remaining {
+                    report.skipped.push(skipped.service.clone());
+                    let revision = desired
+                        .get(skipped.service.as_str())
+                        .map(|vm| vm.revision.clone())
+                        .unwrap_or_default();
+                    report.rollout.insert(
+                        skipped.service.clone(),
+                        RolloutStatus {
+                            state: "skipped".to_owned(),
+                            revision,
+                            reason: Some(format!("the rolling update stopped at `{service}`")),
+                        },
+                    );
+                }
                 return;
+            } else {
+                report
+                    .rollout
+                    .insert(service.to_owned(), rollout("updated", None));
             }
             report.outcomes.push(outcome);
         }
     }
 
+    /// Reads what a service runs now: its intent record and its VM spec.
+    fn previous(&self, service: &str) -> Option<Previous> {
+        let records = self.records?;
+        let intent = self.intents.load_all().remove(service)?;
+        let record = VmRecord::read(service, &records.record_path(service)).ok()?;
+        let check = self.health.and_then(|health| health.check(service));
+        Some(Previous {
+            intent,
+            spec: record.spec,
+            check,
+        })
+    }
+
+    /// Replaces the updated VM of `service` by the spec it ran before the update.
+    async fn restore(&self, service: &str, previous: Option<Previous>) -> Result<(), BoxError> {
+        let Previous {
+            intent,
+            spec,
+            check,
+        } = previous.ok_or_else(|| format!("no earlier spec of `{service}` is recorded"))?;
+        let _guard = match self.health {
+            Some(health) => Some(health.monitor.locks().lock(service).await),
+            None => None,
+        };
+        if let Some(health) = self.health {
+            health.monitor.deregister(service);
+        }
+        self.vms.stop(service).await?;
+        self.intents.write(service, &intent)?;
+        self.vms.start(spec).await?;
+        if let Some(health) = self.health {
+            let guest_ip = intent
+                .fingerprint
+                .network
+                .as_ref()
+                .map(|network| network.guest_ip.to_string());
+            health.register(Registration::new(service, check, guest_ip.as_deref()));
+        }
+        Ok(())
+    }
+
     async fn run(&self, action: &Action, desired: &BTreeMap<&str, &DesiredVm>) -> Outcome {
         let service = action.service.as_str();
+        let _guard = match self.health {
+            Some(health) => Some(health.monitor.locks().lock(service).await),
+            None => None,
+        };
         let vm = desired.get(service).copied();
         let revision = vm.map(|vm| vm.revision.as_str()).unwrap_or("");
         let result = match action.kind {
@@ -222,12 +342,21 @@ impl Executor<'_> {
     }
 
     async fn delete(&self, service: &str) -> Result<(), BoxError> {
+        if let Some(health) = self.health {
+            health.monitor.deregister(service);
+        }
         self.vms.delete(service).await?;
         self.intents.remove(service)?;
+        if let Some(health) = self.health {
+            health.monitor.locks().remove(service);
+        }
         Ok(())
     }
 
     async fn replace(&self, vm: &DesiredVm, running: bool) -> Result<(), BoxError> {
+        if let Some(health) = self.health {
+            health.monitor.deregister(&vm.service);
+        }
         if running {
             self.vms.stop(&vm.service).await?;
         }
@@ -242,6 +371,18 @@ impl Executor<'_> {
         )?;
         let status = self.vms.start(vm.vm.clone()).await?;
         info!(service = %vm.service, revision = %vm.revision, pid = ?status.pid, vm_id = %status.vm_id, "vm started");
+        if let Some(health) = self.health {
+            let guest_ip = vm
+                .fingerprint
+                .network
+                .as_ref()
+                .map(|network| network.guest_ip.to_string());
+            health.register(Registration::new(
+                &vm.service,
+                vm.health_check.clone(),
+                guest_ip.as_deref(),
+            ));
+        }
         Ok(())
     }
 }

@@ -15,6 +15,7 @@ pub mod driver;
 pub mod env;
 pub mod error;
 pub mod executor;
+pub mod health;
 pub mod hooks;
 pub mod intent;
 pub mod logging;

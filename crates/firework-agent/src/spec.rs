@@ -100,6 +100,8 @@ pub struct DesiredVm {
     pub vm: VmSpec,
     /// [`VmSpec::hash`] of `vm`, compared with the hash the runtime recorded at start.
     pub vm_hash: String,
+    /// The health check the monitor probes after the start.
+    pub health_check: Option<firework_model::service::HealthCheck>,
 }
 
 /// What the agent recorded before it last started a service's VM.

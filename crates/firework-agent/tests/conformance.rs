@@ -374,6 +374,8 @@ async fn reconciler_apply_vectors() {
                 update_delay: delay,
             },
             shutdown: stop_rx,
+            health: None,
+            records: None,
         };
         let report = executor.apply(&Plan { actions }, &by_name).await;
 

@@ -223,6 +223,7 @@ impl World {
             },
             max_delete_share: 1.0,
             state_dir: self.dir.path().join("state"),
+            gate: firework_agent::health::GateSettings::default(),
         }
     }
 

@@ -96,6 +96,19 @@ impl Node {
             self.port,
             self.extra_config
         );
+        // A key in `extra_config` replaces the base config's line for it.
+        let config: String = config
+            .lines()
+            .filter(|line| {
+                let key = line.split(':').next().unwrap_or_default();
+                !self
+                    .extra_config
+                    .lines()
+                    .any(|extra| extra.split(':').next() == Some(key))
+                    || self.extra_config.contains(line)
+            })
+            .map(|line| format!("{line}\n"))
+            .collect();
         std::fs::write(self.config_path(), config).unwrap();
     }
 
