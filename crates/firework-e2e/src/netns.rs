@@ -58,6 +58,36 @@ impl Netns {
         }
     }
 
+    /// Connects this namespace with `other` through a veth pair named `peer` at both ends,
+    /// with `address` here and `other_address` there (CIDR notation), both up.
+    pub fn link(
+        &self,
+        other: &Netns,
+        peer: &str,
+        address: &str,
+        other_address: &str,
+    ) -> Result<(), String> {
+        run(Command::new("ip").args([
+            "-n",
+            &self.name,
+            "link",
+            "add",
+            peer,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            peer,
+            "netns",
+            &other.name,
+        ]))?;
+        for (netns, addr) in [(self, address), (other, other_address)] {
+            run(Command::new("ip").args(["-n", &netns.name, "addr", "add", addr, "dev", peer]))?;
+            run(Command::new("ip").args(["-n", &netns.name, "link", "set", peer, "up"]))?;
+        }
+        Ok(())
+    }
+
     /// Lists the processes inside the namespace.
     pub fn pids(&self) -> Vec<i32> {
         Command::new("ip")

@@ -29,6 +29,8 @@ pub struct NodeOptions {
     pub traefik: bool,
     /// The store block of the agent config; `None` means a local directory store.
     pub store: Option<String>,
+    /// Extra agent config lines, such as `host_ip` or `out_interface`.
+    pub extra_config: String,
     /// Extra environment for the agent, such as S3 credentials.
     pub agent_env: Vec<(String, String)>,
     /// Whether VMs run the example image as guests (emulator guest mode), when the
@@ -45,6 +47,7 @@ impl Default for NodeOptions {
             traefik: false,
             guest: true,
             store: None,
+            extra_config: String::new(),
             agent_env: Vec::new(),
         }
     }
@@ -184,6 +187,7 @@ impl Node {
             images = dir.join("images").display(),
             routes = self.routes_dir().display(),
         );
+        let config = config + &options.extra_config;
         write(&dir.join("agent.yaml"), config.as_bytes())?;
         let traefik = format!(
             "entryPoints:\n  web:\n    address: \"{TRAEFIK_ADDR}\"\nproviders:\n  file:\n    \
