@@ -49,18 +49,15 @@ pub struct GitopsTools {
 impl GitopsTools {
     /// Locates Garage, the enricher, `git` and `openssl`. Returns `None` after printing a
     /// skip reason for `test`; panics instead when `CI=true`.
-    pub fn find(test: &str, bin_dir: &Path) -> Option<Self> {
-        let enricher = bin_dir.join("firework-enricher");
+    pub fn find(test: &str) -> Option<Self> {
+        let enricher = crate::tools::workspace_binary("firework-enricher");
         let mut missing = Vec::new();
         let garage = find_garage();
         if garage.is_none() {
             missing.push("garage (run .ci/setup-garage.sh)".to_owned());
         }
-        if !enricher.is_file() {
-            missing.push(format!(
-                "{} (cargo build -p firework-enricher)",
-                enricher.display()
-            ));
+        if enricher.is_none() {
+            missing.push("firework-enricher (cargo build -p firework-enricher)".to_owned());
         }
         for tool in ["git", "openssl"] {
             if Command::new(tool).arg("--version").output().is_err() {
@@ -75,7 +72,7 @@ impl GitopsTools {
         }
         Some(Self {
             garage: garage?,
-            enricher,
+            enricher: enricher?,
         })
     }
 }

@@ -35,17 +35,22 @@ fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|value| value == "true")
 }
 
-/// Finds a workspace binary: `$FIREWORK_BIN_DIR`, then `target/release`, then `target/debug`.
-fn workspace_binary(name: &str) -> Option<PathBuf> {
-    let mut dirs = Vec::new();
+/// Finds a workspace binary: in `$FIREWORK_BIN_DIR` when set, otherwise the newer of
+/// `target/debug` and `target/release`, so that a stale build of one profile is not used.
+pub fn workspace_binary(name: &str) -> Option<PathBuf> {
     if let Ok(dir) = std::env::var("FIREWORK_BIN_DIR") {
-        dirs.push(PathBuf::from(dir));
+        let path = PathBuf::from(dir).join(name);
+        return path.is_file().then_some(path);
     }
-    dirs.push(repo_root().join("target/release"));
-    dirs.push(repo_root().join("target/debug"));
-    dirs.into_iter()
-        .map(|dir| dir.join(name))
-        .find(|path| path.is_file())
+    ["target/debug", "target/release"]
+        .iter()
+        .map(|dir| repo_root().join(dir).join(name))
+        .filter_map(|path| {
+            let modified = std::fs::metadata(&path).ok()?.modified().ok()?;
+            Some((modified, path))
+        })
+        .max_by_key(|(modified, _)| *modified)
+        .map(|(_, path)| path)
 }
 
 fn find_traefik() -> Option<PathBuf> {

@@ -47,8 +47,7 @@ fn start(test: &str, guest: bool) -> Option<Loop> {
         return None;
     }
     let tools = Tools::find(test)?;
-    let bin_dir = tools.agent.parent().unwrap().to_owned();
-    let gitops = GitopsTools::find(test, &bin_dir)?;
+    let gitops = GitopsTools::find(test)?;
     let options = NodeOptions {
         guest,
         store: Some(format!(

@@ -325,4 +325,12 @@ fn failing_health_rolls_back() {
     })
     .unwrap();
     assert_eq!(rolled_back["guest_ip"], before["guest_ip"]);
+    assert_eq!(
+        rolled_back["rollout"]["state"], "rolled back",
+        "{rolled_back}"
+    );
+    let error = rolled_back["last_error"].as_str().unwrap();
+    assert!(error.contains("rolled back"), "{error}");
+    // The revision-2 VM replaced the first one and was replaced again by the rollback.
+    assert_ne!(rolled_back["pid"], before["pid"]);
 }
