@@ -222,9 +222,37 @@ fn parse_existing(
     Ok(placements)
 }
 
-/// Runs the Lambda runtime loop with `handler`.
+/// The environment variables the Lambda runtime sets and `lambda_runtime` 1.5 requires.
+/// That crate panics when one is missing, so [`run_lambda`] checks them first.
+pub const RUNTIME_VARIABLES: [&str; 4] = [
+    "AWS_LAMBDA_RUNTIME_API",
+    "AWS_LAMBDA_FUNCTION_NAME",
+    "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+    "AWS_LAMBDA_FUNCTION_VERSION",
+];
+
+/// Runs the Lambda runtime loop with `handler`. Outside Lambda, where the runtime variables
+/// are missing, it returns an error naming them instead of starting.
 #[cfg(feature = "lambda")]
 pub async fn run_lambda(handler: Handler) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let missing: Vec<&str> = RUNTIME_VARIABLES
+        .into_iter()
+        .filter(|name| std::env::var_os(name).is_none())
+        .collect();
+    if !missing.is_empty() {
+        return Err(format!(
+            "not running inside AWS Lambda: {} not set; use the plan command outside Lambda",
+            missing.join(", ")
+        )
+        .into());
+    }
+    let memory = std::env::var("AWS_LAMBDA_FUNCTION_MEMORY_SIZE").unwrap_or_default();
+    if memory.parse::<i32>().is_err() {
+        return Err(format!(
+            "invalid AWS_LAMBDA_FUNCTION_MEMORY_SIZE {memory:?}: expected MiB as an integer"
+        )
+        .into());
+    }
     let handler = std::sync::Arc::new(handler);
     lambda_runtime::run(lambda_runtime::service_fn(
         move |event: lambda_runtime::LambdaEvent<Value>| {

@@ -239,3 +239,51 @@ async fn s3_registry_through_handler_matches_directory() {
     );
     assert!(!error.contains(&garage.secret));
 }
+
+#[cfg(feature = "lambda")]
+#[test]
+fn lambda_command_outside_lambda_fails() {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_firework-scheduler"));
+    command.arg("lambda").env_remove("RUST_LOG");
+    for name in firework_scheduler::lambda::RUNTIME_VARIABLES {
+        command.env_remove(name);
+    }
+    let output = command.output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8_lossy(&output.stderr),
+        "error: not running inside AWS Lambda: AWS_LAMBDA_RUNTIME_API, AWS_LAMBDA_FUNCTION_NAME, \
+         AWS_LAMBDA_FUNCTION_MEMORY_SIZE, AWS_LAMBDA_FUNCTION_VERSION not set; use the plan \
+         command outside Lambda\n"
+    );
+
+    let mut command = Command::new(env!("CARGO_BIN_EXE_firework-scheduler"));
+    command
+        .arg("lambda")
+        .env_remove("RUST_LOG")
+        .env("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9")
+        .env("AWS_LAMBDA_FUNCTION_NAME", "firework-scheduler")
+        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "lots")
+        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST");
+    let output = command.output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8_lossy(&output.stderr),
+        "error: invalid AWS_LAMBDA_FUNCTION_MEMORY_SIZE \"lots\": expected MiB as an integer\n"
+    );
+}
+
+#[cfg(not(feature = "lambda"))]
+#[test]
+fn lambda_command_needs_feature() {
+    let output = Command::new(env!("CARGO_BIN_EXE_firework-scheduler"))
+        .arg("lambda")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("unrecognized subcommand 'lambda'"),
+        "{stderr}"
+    );
+}
