@@ -493,6 +493,7 @@ impl Agent {
         }
 
         self.register_adopted(&desired, &actual);
+        self.collect_image_garbage(&services).await;
         match self.parts.routes.sync(&services, network.as_ref()).await {
             Ok(Some(changed)) => self.parts.metrics.record_route_sync(if changed {
                 SyncResult::Ok
@@ -725,6 +726,37 @@ impl Agent {
                 }
             }
         }
+    }
+
+    /// Runs the image step's garbage collection: images of desired services are
+    /// referenced, images of live VMs are in use.
+    async fn collect_image_garbage(&self, services: &[LabeledService]) {
+        let referenced: Vec<PathBuf> = services
+            .iter()
+            .flat_map(|labeled| {
+                [
+                    PathBuf::from(&labeled.service.kernel),
+                    PathBuf::from(&labeled.service.image),
+                ]
+            })
+            .collect();
+        let in_use: Vec<PathBuf> = self
+            .actual()
+            .await
+            .values()
+            .filter(|vm| vm.is_live())
+            .filter_map(|vm| vm.intent.as_ref())
+            .flat_map(|intent| {
+                [
+                    PathBuf::from(&intent.fingerprint.kernel),
+                    PathBuf::from(&intent.fingerprint.image),
+                ]
+            })
+            .collect();
+        self.parts
+            .images
+            .collect_garbage(&referenced, &in_use)
+            .await;
     }
 
     /// Registers live VMs the monitor does not know yet (adopted at start, or left

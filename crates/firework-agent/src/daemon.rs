@@ -15,6 +15,7 @@ use crate::api::{ApiState, router};
 use crate::driver::{HostNetwork, NetDriver, RecordsView, VmDriver};
 use crate::error::{AgentError, error_chain};
 use crate::health::{HealthParts, MonitorGate, VmRestarter};
+use crate::images::SyncedImages;
 use crate::routes::TraefikRoutes;
 use crate::trigger::Trigger;
 use firework_health::{HealthMonitor, ServiceLocks};
@@ -70,6 +71,31 @@ pub fn runtime_config(config: &AgentConfig) -> RuntimeConfig {
         });
     }
     runtime
+}
+
+/// Builds the image step when an image source (`s3_images_bucket`, `gcs_images_bucket`
+/// or `images_source_dir`) is set.
+pub fn image_step(
+    config: &AgentConfig,
+    metrics: Arc<firework_metrics::AgentMetrics>,
+) -> Result<Option<SyncedImages>, AgentError> {
+    let images_error = |source| AgentError::Images {
+        path: config.images_dir.clone(),
+        source: Box::new(source),
+    };
+    let Some(source) =
+        firework_images::ImageSource::from_agent_config(config).map_err(images_error)?
+    else {
+        return Ok(None);
+    };
+    let sync = firework_images::ImageSync::new(
+        &source,
+        &config.images_dir,
+        firework_images::SyncOptions::default(),
+    )
+    .map_err(images_error)?;
+    info!(source = %source.name(), images_dir = %config.images_dir.display(), "images are synced from the image source");
+    Ok(Some(SyncedImages::new(sync, metrics)))
 }
 
 /// Builds the route step when `traefik_config_dir` is set.
@@ -147,6 +173,9 @@ pub async fn run(config: AgentConfig, config_path: &str) -> Result<(), AgentErro
         parts.routes = Box::new(routes);
     }
     let settings = AgentSettings::from_config(&config);
+    if let Some(images) = image_step(&config, Arc::clone(&parts.metrics))? {
+        parts.images = Box::new(images);
+    }
     if config.enable_health_checks {
         let restarter = VmRestarter {
             vms,

@@ -153,6 +153,15 @@ pub enum AgentError {
         #[source]
         source: std::io::Error,
     },
+    /// The image source cannot be set up.
+    #[error("cannot set up the image sync into {}", path.display())]
+    Images {
+        /// `images_dir`.
+        path: std::path::PathBuf,
+        /// The cause.
+        #[source]
+        source: Box<firework_images::ImageError>,
+    },
     /// The route settings are invalid.
     #[error("invalid route settings for traefik_config_dir {}", path.display())]
     Routes {

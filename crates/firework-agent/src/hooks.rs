@@ -21,6 +21,16 @@ pub trait ImageSync: Send + Sync + Debug {
         &'a self,
         services: &'a [LabeledService],
     ) -> BoxFuture<'a, BTreeMap<String, Result<String, String>>>;
+
+    /// Removes synced images outside `referenced` that no VM uses (`in_use`). The
+    /// default keeps every file.
+    fn collect_garbage<'a>(
+        &'a self,
+        _referenced: &'a [std::path::PathBuf],
+        _in_use: &'a [std::path::PathBuf],
+    ) -> BoxFuture<'a, ()> {
+        async {}.boxed()
+    }
 }
 
 /// The default image step: images are already on the host. The content version is
@@ -52,7 +62,8 @@ impl ImageSync for LocalImages {
     }
 }
 
-fn file_version(path: &str) -> std::io::Result<String> {
+/// Returns `<size>-<modification time in ns>` of the file at `path`.
+pub fn file_version(path: &str) -> std::io::Result<String> {
     let metadata = std::fs::metadata(path)?;
     let modified = metadata
         .modified()

@@ -17,6 +17,7 @@ pub mod error;
 pub mod executor;
 pub mod health;
 pub mod hooks;
+pub mod images;
 pub mod intent;
 pub mod logging;
 pub mod metrics;
