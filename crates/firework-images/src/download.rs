@@ -193,22 +193,19 @@ fn remote_of(result: &GetResult) -> Remote {
 }
 
 /// The version of a file that exists locally but not in the source: the synced version
-/// when a record exists, otherwise its size and modification time.
+/// when a record exists, otherwise its device and inode.
+///
+/// The modification time would be wrong: a VM writing to its writable root drive changes
+/// it, and every such write would count as a new image and restart the VM. A new version
+/// of an image arrives by rename, under a new inode.
 fn local_version(path: &Path) -> Result<String, ImageError> {
+    use std::os::unix::fs::MetadataExt;
+
     if let Some(record) = record::read(&record_path(path)) {
         return Ok(record.version());
     }
     let meta = std::fs::metadata(path).map_err(|e| ImageError::io("stat", path, e))?;
-    let modified = meta
-        .modified()
-        .ok()
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .unwrap_or_default();
-    Ok(format!(
-        "local,size={},mtime_ns={}",
-        meta.len(),
-        modified.as_nanos()
-    ))
+    Ok(format!("local,dev={},ino={}", meta.dev(), meta.ino()))
 }
 
 /// Reads the first word of `<key>.sha256` as a hex SHA-256; `None` when that object does

@@ -56,7 +56,7 @@ pub enum ImageOutcome {
     Ready {
         /// The content version to fold into the spec hash of each service that uses the
         /// image: `etag=<etag>,size=<bytes>` for a synced image,
-        /// `local,size=<bytes>,mtime_ns=<ns>` for a file that exists only locally.
+        /// `local,dev=<device>,ino=<inode>` for a file that exists only locally.
         version: String,
         /// Whether it was downloaded, already current, or only local.
         via: ReadyVia,

@@ -5,6 +5,7 @@
 mod support;
 
 use std::io::Read;
+use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -358,11 +359,28 @@ async fn missing_object_with_local_file_is_used() {
 
     let (version, via) = ready_version(report.get(&path));
     assert_eq!(via, ReadyVia::LocalOnly);
-    assert!(version.starts_with("local,size=35,mtime_ns="), "{version}");
+    assert!(version.starts_with("local,dev="), "{version}");
     assert_eq!(
         std::fs::read(&path).unwrap(),
         b"kernel baked into the machine image"
     );
+
+    // A VM writing into the file in place keeps the version, so it is not restarted.
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .unwrap()
+        .write_all(b" written by the guest")
+        .unwrap();
+    let report = s.sync.sync(&[&path]).await;
+    assert_eq!(ready_version(report.get(&path)).0, version);
+
+    // A new file renamed over it is a new version.
+    let replacement = s.images.path().join("vmlinux.new");
+    std::fs::write(&replacement, b"a new kernel").unwrap();
+    std::fs::rename(&replacement, &path).unwrap();
+    let report = s.sync.sync(&[&path]).await;
+    assert_ne!(ready_version(report.get(&path)).0, version);
 }
 
 #[tokio::test]
