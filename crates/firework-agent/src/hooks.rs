@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
-use std::time::UNIX_EPOCH;
 
 use firework_net::AppliedNetwork;
 use futures::FutureExt;
@@ -33,9 +32,10 @@ pub trait ImageSync: Send + Sync + Debug {
     }
 }
 
-/// The default image step: images are already on the host. The content version is
-/// `<size>-<modification time in ns>` of the image file, so replacing the file in place
-/// replaces the VM. A missing kernel or image makes the service fail for this tick.
+/// The default image step: images are already on the host. The content version is the
+/// image file's device and inode, so a new file renamed over the path replaces the VM, while
+/// a VM writing into its own root drive does not. A missing kernel or image makes the
+/// service fail for this tick.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct LocalImages;
 
@@ -62,16 +62,15 @@ impl ImageSync for LocalImages {
     }
 }
 
-/// Returns `<size>-<modification time in ns>` of the file at `path`.
+/// Returns `<device>-<inode>` of the file at `path`.
+///
+/// Not the modification time: a guest with a writable root drive changes it at every boot,
+/// which would make every tick see a new image and restart the VM.
 pub fn file_version(path: &str) -> std::io::Result<String> {
+    use std::os::unix::fs::MetadataExt;
+
     let metadata = std::fs::metadata(path)?;
-    let modified = metadata
-        .modified()
-        .ok()
-        .and_then(|time| time.duration_since(UNIX_EPOCH).ok())
-        .map(|since| since.as_nanos())
-        .unwrap_or(0);
-    Ok(format!("{}-{modified}", metadata.len()))
+    Ok(format!("{}-{}", metadata.dev(), metadata.ino()))
 }
 
 /// Publishes ingress routes for the services that run on this node.

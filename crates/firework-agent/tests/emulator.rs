@@ -78,8 +78,13 @@ fn create_update_delete_through_emulator() {
         "{config}"
     );
 
-    // Replacing the image file in place changes its content version.
-    std::fs::write(node.path("images/rootfs.ext4"), vec![1u8; 8192]).unwrap();
+    // A new image renamed over the old one changes its content version.
+    std::fs::write(node.path("images/rootfs.ext4.new"), vec![1u8; 8192]).unwrap();
+    std::fs::rename(
+        node.path("images/rootfs.ext4.new"),
+        node.path("images/rootfs.ext4"),
+    )
+    .unwrap();
     node.reconcile();
     assert!(wait_until(CONVERGE, || {
         let now = node.running_pids();
@@ -203,9 +208,15 @@ fn bad_store_content_changes_nothing() {
         "store outage was not reported"
     );
     assert_eq!(node.running_pids(), pids, "store outage: vms changed");
-    // The heartbeat recreates the registry folder; put the store back in its place.
-    let _ = std::fs::remove_dir_all(node.path("store"));
-    std::fs::rename(node.path("store-away"), node.path("store")).unwrap();
+    // The heartbeat recreates the registry folder, possibly again between the removal and
+    // the rename; put the store back in its place, retrying until the rename wins.
+    assert!(
+        wait_until(CONVERGE, || {
+            let _ = std::fs::remove_dir_all(node.path("store"));
+            std::fs::rename(node.path("store-away"), node.path("store")).is_ok()
+        }),
+        "could not put the store back"
+    );
 
     // Explicitly empty: both stop.
     node.write_label("web", &[]);

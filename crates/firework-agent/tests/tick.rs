@@ -109,7 +109,22 @@ async fn replaced_image_content_updates_vm() {
     agent.tick("test", false).await;
     world.vms.take_calls();
 
-    std::fs::write(world.images().join("a.ext4"), b"new image content").unwrap();
+    // A write into the image in place, as a guest with a writable root drive does, is not
+    // a new image.
+    let image = world.images().join("a.ext4");
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&image)
+        .unwrap();
+    std::io::Write::write_all(&mut file, b"written by the guest").unwrap();
+    drop(file);
+    let report = agent.tick("test", false).await;
+    assert_eq!(report.plan.of_kind(ActionKind::Update).count(), 0);
+
+    // A new image arrives by rename, under a new inode.
+    let staged = world.images().join("a.ext4.new");
+    std::fs::write(&staged, b"new image content").unwrap();
+    std::fs::rename(&staged, &image).unwrap();
     let report = agent.tick("test", false).await;
     let updates: Vec<_> = report.plan.of_kind(ActionKind::Update).collect();
     assert_eq!(updates.len(), 1);
