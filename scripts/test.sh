@@ -25,6 +25,6 @@ fi
 echo "==> cargo test"
 cargo test --workspace --no-fail-fast
 
-# The enricher's AWS Lambda entry point is behind a cargo feature.
-echo "==> cargo test -p firework-enricher --features lambda"
-cargo test -p firework-enricher --features lambda --no-fail-fast
+# The enricher's and the scheduler's AWS Lambda entry points are behind a cargo feature.
+echo "==> cargo test --features lambda"
+cargo test -p firework-enricher -p firework-scheduler --features lambda --no-fail-fast
