@@ -358,6 +358,7 @@ impl Agent {
         }
 
         // A registered VM that exited is the health monitor's to restart.
+        let mut monitored_exits = BTreeSet::new();
         if let Some(health) = &self.parts.health {
             for vm in actual.values().filter(|vm| !vm.is_live()) {
                 let same_spec = vm.intent.as_ref().is_some_and(|intent| {
@@ -367,10 +368,17 @@ impl Agent {
                 });
                 if same_spec && health.monitor.health(&vm.service).is_some() {
                     keep.insert(vm.service.clone());
+                    monitored_exits.insert(vm.service.clone());
                 }
             }
         }
-        let mut plan = plan(&desired, &actual, &keep);
+        // Such a service is left out of the plan: not created again, and not deleted.
+        let planned: Vec<DesiredVm> = desired
+            .iter()
+            .filter(|vm| !monitored_exits.contains(&vm.service))
+            .cloned()
+            .collect();
+        let mut plan = plan(&planned, &actual, &keep);
         let by_name: BTreeMap<&str, &DesiredVm> =
             desired.iter().map(|vm| (vm.service.as_str(), vm)).collect();
         let mut held = guard_deletes(

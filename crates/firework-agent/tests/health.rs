@@ -36,9 +36,9 @@ fn with_memory(node: &Node, memory: u32) -> String {
         .replace("memory_mb: 128", &format!("memory_mb: {memory}"))
 }
 
-#[test]
-fn failing_rolling_update_rolls_back() {
-    let Some(mut node) = Node::new() else { return };
+/// Makes `node` start VMs through a wrapper that crashes the next VM whenever the
+/// returned marker file exists, and consumes the marker.
+fn crash_marker(node: &mut Node) -> std::path::PathBuf {
     let marker = node.path("crash-next-vm");
     let wrapper = node.path("firecracker-wrapper.sh");
     std::fs::write(
@@ -52,6 +52,45 @@ fn failing_rolling_update_rolls_back() {
     .unwrap();
     std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
     node.emulator = wrapper;
+    marker
+}
+
+#[test]
+fn crashed_vm_restarts_through_policy() {
+    let Some(mut node) = Node::new() else { return };
+    let marker = crash_marker(&mut node);
+    std::fs::write(&marker, b"").unwrap();
+    node.extra_config = "enable_health_checks: true\n".to_owned();
+    node.write_label("web", &[with_memory(&node, 128)]);
+    node.start_agent();
+
+    // The first VM crashes; the monitor restarts it after its backoff (8 to 10 s for the
+    // first restart), and the tick does not recreate it meanwhile.
+    assert!(
+        wait_until(Duration::from_secs(60), || alpha(&node)["restarts"] == 1
+            && alpha(&node)["state"] == "running"),
+        "no restart: {}\nlog:\n{}",
+        alpha(&node),
+        node.log()
+    );
+    let log = node.log();
+    assert!(log.contains("vm restarted by the health monitor"), "{log}");
+    assert_eq!(
+        log.matches("starting vm").count(),
+        1,
+        "the tick recreated the crashed vm\n{log}"
+    );
+    let metrics = node.request("GET", "/metrics").unwrap().1;
+    assert!(
+        metrics.contains("firework_agent_vm_restarts_total{service=\"alpha\"} 1"),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn failing_rolling_update_rolls_back() {
+    let Some(mut node) = Node::new() else { return };
+    let marker = crash_marker(&mut node);
     node.extra_config = "enable_health_checks: true\nupdate_strategy: rolling\n".to_owned();
     node.write_label("web", &[with_memory(&node, 128)]);
     node.start_agent();

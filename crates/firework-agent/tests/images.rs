@@ -54,6 +54,10 @@ fn images_sync_from_source_dir() {
         "the image was not synced from the source"
     );
     assert!(node.path("images/rootfs.ext4.firework.json").exists());
+    // The status is published at the end of the tick that started alpha.
+    assert!(wait_until(DEADLINE, || {
+        service_status(&node, "beta")["last_error"].is_string()
+    }));
     let beta = service_status(&node, "beta");
     assert_eq!(beta["state"], "absent", "{beta}");
     assert!(

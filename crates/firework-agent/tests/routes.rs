@@ -142,6 +142,10 @@ fn traefik_serves_local_and_peer_routes() {
     assert!(!routes.join("firework-remote-web_alpha.yaml").exists());
 
     // The assigned guest address stands in for the guest: serve alpha there.
+    // The status is published at the end of the tick that wrote the files.
+    assert!(wait_until(DEADLINE, || {
+        node.status()["services"][0]["guest_ip"].is_string()
+    }));
     let status = node.status();
     let guest_ip = status["services"][0]["guest_ip"]
         .as_str()
