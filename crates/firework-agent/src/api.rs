@@ -42,7 +42,7 @@ pub struct ApiState {
 }
 
 impl ApiState {
-    /// The age of the last finished tick beyond which `/healthz` reports a stall.
+    /// Returns the age of the last finished tick beyond which `/healthz` reports a stall.
     pub fn stall_limit(&self) -> Duration {
         self.poll_interval.saturating_mul(STALL_POLL_INTERVALS) + STALL_GRACE
     }

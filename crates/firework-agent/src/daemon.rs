@@ -290,13 +290,18 @@ fn read_token(config: &AgentConfig) -> Result<Option<Arc<str>>, AgentError> {
     Ok(Some(Arc::from(token)))
 }
 
-/// Warns when the API listens beyond loopback without a token.
-fn warn_if_exposed(addr: &str, has_token: bool) {
+/// Returns whether the API at `addr` is reachable beyond loopback without a token.
+pub fn exposed_without_token(addr: &str, has_token: bool) -> bool {
     let loopback = addr
         .parse::<std::net::SocketAddr>()
         .map(|addr| addr.ip().is_loopback())
         .unwrap_or_else(|_| addr.starts_with("localhost:"));
-    if !loopback && !has_token {
+    !loopback && !has_token
+}
+
+/// Warns when the API listens beyond loopback without a token.
+fn warn_if_exposed(addr: &str, has_token: bool) {
+    if exposed_without_token(addr, has_token) {
         warn!(
             addr,
             "the api listens beyond loopback without api_token_file; anyone who can connect can read the status and trigger ticks"
@@ -385,6 +390,17 @@ mod tests {
                 cgroup: None,
             })
         );
+    }
+
+    #[test]
+    fn exposed_api_needs_a_token() {
+        assert!(exposed_without_token("0.0.0.0:8080", false));
+        assert!(exposed_without_token("10.0.0.5:8080", false));
+        assert!(exposed_without_token("[::]:8080", false));
+        assert!(!exposed_without_token("0.0.0.0:8080", true));
+        assert!(!exposed_without_token("127.0.0.1:8080", false));
+        assert!(!exposed_without_token("[::1]:8080", false));
+        assert!(!exposed_without_token("localhost:8080", false));
     }
 
     #[test]

@@ -24,7 +24,7 @@ use crate::spec::DesiredVm;
 pub const DEFAULT_PROGRESS_DEADLINE: Duration = Duration::from_secs(300);
 /// How long an updated service without a probe must run before the rollout moves on.
 pub const DEFAULT_MIN_READY: Duration = Duration::from_secs(10);
-/// The longest a restart by the monitor may take, stop and start together.
+/// The maximum time a restart by the monitor may take, stop and start together.
 pub const RESTART_TIMEOUT: Duration = Duration::from_secs(120);
 /// How often a rollout that waits on the gate checks the store for a newer revision.
 pub const PREEMPT_POLL: Duration = Duration::from_secs(2);
@@ -32,7 +32,7 @@ pub const PREEMPT_POLL: Duration = Duration::from_secs(2);
 /// Settings of the rolling-update gate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GateSettings {
-    /// The longest wait for an updated service to become healthy.
+    /// The maximum wait for an updated service to become healthy.
     pub progress_deadline: Duration,
     /// The time an unprobed service must run to count as ready.
     pub min_ready: Duration,
@@ -103,7 +103,7 @@ impl HealthParts {
 pub struct VmRestarter {
     /// The VM runtime.
     pub vms: Arc<dyn VmDriver>,
-    /// Where the records are.
+    /// The layout of the VM records.
     pub layout: StateLayout,
     /// The metrics that count restarts and failures.
     pub metrics: Arc<AgentMetrics>,

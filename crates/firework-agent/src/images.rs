@@ -15,7 +15,8 @@ use tracing::{error, info};
 use crate::desired::LabeledService;
 use crate::hooks::{ImageSync, file_version};
 
-/// How long an image nobody references stays before garbage collection removes it.
+/// How long an image that no service references stays before garbage collection removes
+/// it.
 pub const GC_GRACE: Duration = Duration::from_secs(3600);
 
 /// Syncs images from the configured source.

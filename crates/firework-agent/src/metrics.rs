@@ -12,7 +12,7 @@ use crate::agent::TickReport;
 use crate::executor::ApplyReport;
 use crate::plan::{ActionKind, PlanSummary};
 
-/// The metrics label of a store backend.
+/// Returns the metrics label of a store backend.
 pub fn backend(backend: Backend) -> StoreBackend {
     match backend {
         Backend::Local => StoreBackend::Local,
@@ -22,7 +22,7 @@ pub fn backend(backend: Backend) -> StoreBackend {
     }
 }
 
-/// The metrics label of a store error class.
+/// Returns the metrics label of a store error class.
 pub fn fetch_result(kind: StoreErrorKind) -> FetchResult {
     match kind {
         StoreErrorKind::NotFound => FetchResult::NotFound,
@@ -58,7 +58,7 @@ pub fn record_plan(metrics: &AgentMetrics, summary: PlanSummary) {
     });
 }
 
-/// Records the VM starts, stops and failures of an apply, and forgets the series of
+/// Records the VM starts, stops and failures of an apply, and removes the series of
 /// deleted services.
 pub fn record_apply(metrics: &AgentMetrics, apply: &ApplyReport) {
     for outcome in &apply.outcomes {

@@ -146,3 +146,35 @@ impl RouteSync for TraefikRoutes {
         .boxed()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn index_peers_skip_own_labels() {
+        let index = PlacementIndex::from_json(
+            br#"{"version": 1, "nodes": {
+                "web": {"host_ip": "10.0.0.1", "services": [{"name": "a", "host_ports": [80]}]},
+                "db": {"host_ip": "10.0.0.2", "services": [
+                    {"name": "b", "host_ports": [8080, 9090], "metadata": {"host": "b.example"}},
+                    {"name": "c", "host_ports": []}
+                ]}
+            }}"#,
+        )
+        .unwrap();
+        let own = BTreeSet::from(["web".to_owned()]);
+        let peers = index_peers(&index, &own);
+        assert_eq!(peers.len(), 1);
+        assert_eq!(peers[0].node, "db");
+        assert_eq!(peers[0].host_ip, Some("10.0.0.2".parse().unwrap()));
+        let PeerServices::Listed(services) = &peers[0].services else {
+            panic!("db must be listed");
+        };
+        assert_eq!(services[0].service, "b");
+        assert_eq!(services[0].host_port, Some(8080));
+        assert!(services[0].keys.is_routed());
+        assert_eq!(services[1].host_port, None);
+    }
+}
