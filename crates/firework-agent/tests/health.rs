@@ -169,3 +169,75 @@ fn failing_rolling_update_rolls_back() {
         "{metrics}"
     );
 }
+
+/// Both services at `memory` MiB.
+fn pair(node: &Node, memory: u32) -> Vec<String> {
+    ["alpha", "beta"]
+        .iter()
+        .map(|name| {
+            node.service(name, "")
+                .replace("memory_mb: 128", &format!("memory_mb: {memory}"))
+        })
+        .collect()
+}
+
+/// A service's memory as its emulator reports it; null while its VM is being replaced,
+/// when the socket is briefly absent and `vm_api` would panic.
+fn memory(node: &Node, service: &str) -> serde_json::Value {
+    let socket = node.path(&format!("state/vms/{service}/firecracker.socket"));
+    if !socket.exists() {
+        return serde_json::Value::Null;
+    }
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        node.vm_api(service, "/vm/config")["machine-config"]["mem_size_mib"].clone()
+    }))
+    .unwrap_or_default()
+}
+
+#[test]
+fn newer_revision_preempts_rollout() {
+    let Some(mut node) = Node::new() else { return };
+    node.extra_config = "enable_health_checks: true\nupdate_strategy: rolling\n".to_owned();
+    node.write_label("web", &pair(&node, 128));
+    node.start_agent();
+    assert!(
+        wait_until(DEADLINE, || node.running_pids().len() == 2),
+        "the services did not start\nlog:\n{}",
+        node.log()
+    );
+
+    // The rolling update to 192 MiB updates alpha first, and the gate waits min_ready
+    // (10 s) before it moves on to beta ...
+    node.write_label("web", &pair(&node, 192));
+    node.reconcile();
+    assert!(
+        wait_until(DEADLINE, || memory(&node, "alpha") == 192),
+        "the first update did not start\nlog:\n{}",
+        node.log()
+    );
+    assert_eq!(
+        memory(&node, "beta"),
+        128,
+        "beta is updated only after alpha's gate"
+    );
+
+    // ... when a newer revision arrives: it preempts the waiting gate and rolls out.
+    node.write_label("web", &pair(&node, 256));
+    node.reconcile();
+    assert!(
+        wait_until(Duration::from_secs(60), || memory(&node, "alpha") == 256
+            && memory(&node, "beta") == 256),
+        "the newer revision did not take over: {}\nlog:\n{}",
+        alpha(&node),
+        node.log()
+    );
+    let log = node.log();
+    assert!(
+        log.contains("a newer revision preempts the rolling update"),
+        "{log}"
+    );
+    assert!(
+        !log.contains("rolled back"),
+        "a preempted rollout is not a failure\n{log}"
+    );
+}
