@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use crate::yaml::Position;
 
-/// How serious a finding is.
+/// Severity of a finding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
@@ -33,7 +33,7 @@ pub struct Diagnostic {
     /// Column of the offending value, counted from 1.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub column: Option<usize>,
-    /// What is wrong, with the bad value and what is allowed.
+    /// Description of the problem, with the bad value and what is allowed.
     pub message: String,
 }
 
@@ -82,7 +82,7 @@ impl Findings {
         }
     }
 
-    /// The file these findings are about.
+    /// Returns the file these findings are about.
     pub fn file(&self) -> &str {
         &self.file
     }

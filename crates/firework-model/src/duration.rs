@@ -18,7 +18,7 @@ pub struct GoDuration(pub Duration);
 pub struct DurationError {
     /// The rejected text.
     pub text: String,
-    /// What is wrong with it.
+    /// Reason the text is rejected.
     pub reason: &'static str,
 }
 

@@ -53,7 +53,7 @@ pub struct Service {
     /// Host ports forwarded to the guest.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub port_forwards: Vec<PortForward>,
-    /// How the agent probes the guest.
+    /// Health check that probes the guest.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub health_check: Option<HealthCheck>,
     /// Environment for the guest, delivered through the boot arguments.

@@ -23,12 +23,12 @@ pub struct NodeRecord {
     /// The address peers use to reach this node's forwarded ports.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host_ip: Option<IpAddr>,
-    /// What the host has.
+    /// Host capacity.
     pub capacity: Resources,
-    /// What the operator keeps back for the host itself.
+    /// Capacity kept back for the host itself.
     #[serde(default)]
     pub reserved: Resources,
-    /// What the node's VMs use now.
+    /// Capacity the node's VMs use now.
     #[serde(default)]
     pub used: Resources,
     /// The agent's version.

@@ -58,7 +58,7 @@ pub struct PortForward {
     pub protocol: Protocol,
 }
 
-/// How a health check probes the guest.
+/// Probe kind of a health check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum HealthCheckType {

@@ -1,6 +1,6 @@
 //! The enricher's input tree: `defaults.yaml`, `services/*.yaml` and `tenants/<id>/*.yaml`.
 //!
-//! Each service and tenant file holds one service spec. Scalars keep the text they were
+//! Each service and tenant file contains one service spec. Scalars keep the text they were
 //! written with, so an env value `NO` or `0800` reaches the guest unchanged.
 
 use std::collections::BTreeMap;
@@ -206,7 +206,7 @@ pub enum InputError {
         #[source]
         source: std::io::Error,
     },
-    /// One or more files are invalid; `diagnostics` holds every finding of every file.
+    /// One or more files are invalid; `diagnostics` contains every finding of every file.
     #[error("input is invalid: {} errors in {} files", .diagnostics.iter().filter(|d| d.is_error()).count(), count_files(.diagnostics))]
     Invalid {
         /// All findings.

@@ -1,8 +1,8 @@
 //! A YAML document tree that keeps every node's position and every scalar's text as written.
 //!
 //! The typed decoders read scalars from this tree themselves, so `NO` stays the string "NO" and
-//! `0800` stays "0800" wherever a string is expected (YAML 1.1 resolution never applies), and a
-//! validation message can name the line and column of the value it rejects.
+//! `0800` stays "0800" wherever a string is expected: YAML 1.1 resolution never applies. A
+//! validation message can also name the line and column of the value it rejects.
 
 use std::collections::HashMap;
 
@@ -20,9 +20,9 @@ pub struct Position {
 /// One node of a parsed document.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Node {
-    /// What the node contains.
+    /// Content of the node.
     pub kind: NodeKind,
-    /// Where the node starts in the source.
+    /// Start position in the source.
     pub position: Position,
 }
 
@@ -55,7 +55,7 @@ pub struct Scalar {
 pub struct YamlError {
     /// The parser's description of the problem.
     pub message: String,
-    /// Where the parser stopped.
+    /// Position at which the parser stopped.
     pub position: Position,
 }
 

@@ -30,7 +30,7 @@ enum Command {
         /// enricher input tree.
         #[arg(required = true)]
         paths: Vec<PathBuf>,
-        /// What the paths hold; detected from names and content when not given.
+        /// Config surface of the paths; detected from names and content when not given.
         #[arg(long, value_enum)]
         kind: Option<Kind>,
         /// Treat warnings as errors.
@@ -70,7 +70,7 @@ enum Command {
     Diff {
         /// The input tree.
         input: PathBuf,
-        /// Where the enricher publishes: a directory, s3://bucket/prefix or gs://bucket/prefix.
+        /// Publication target of the enricher: a directory, s3://bucket/prefix or gs://bucket/prefix.
         published: String,
     },
     /// Show an agent's status: revision, last tick and every service.

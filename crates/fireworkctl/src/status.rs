@@ -28,8 +28,8 @@ pub enum StatusError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
-    /// The agent answered with an error status.
-    #[error("{url} answered {status}: {body}")]
+    /// The agent replied with an error status.
+    #[error("{url} returned {status}: {body}")]
     Status {
         /// The URL.
         url: String,

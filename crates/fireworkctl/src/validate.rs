@@ -7,7 +7,7 @@ use firework_model::diagnostic::{ConfigError, Diagnostic, Severity};
 use firework_model::{agent, node, spec};
 use serde::Serialize;
 
-/// Which config surface a path holds.
+/// Config surface of a path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Kind {
@@ -41,7 +41,7 @@ pub enum ValidateError {
         #[source]
         source: std::io::Error,
     },
-    /// The kind of the path could not be told from its name or content.
+    /// The kind of the path could not be detected from its name or content.
     #[error("cannot tell what {path} is: pass --kind agent, node or input")]
     UnknownKind {
         /// The path.
@@ -54,7 +54,7 @@ pub enum ValidateError {
 pub struct Report {
     /// The path as given.
     pub path: String,
-    /// What it was validated as.
+    /// Kind the path was validated as.
     pub kind: Kind,
     /// Every error and warning.
     pub diagnostics: Vec<Diagnostic>,
@@ -70,7 +70,7 @@ impl Report {
     }
 }
 
-/// Decides what `path` holds from its name and, for files, its top-level keys.
+/// Detects the config surface of `path` from its name and, for files, its top-level keys.
 pub fn detect_kind(path: &Path) -> Result<Kind, ValidateError> {
     let read_error = |source| ValidateError::Read {
         path: path.to_path_buf(),

@@ -208,7 +208,7 @@ fn status_error_reply_exits_two() {
     let stderr = String::from_utf8(output.stderr).unwrap();
     assert_eq!(
         stderr,
-        format!("error: {address}/status answered 401: unauthorized\n")
+        format!("error: {address}/status returned 401: unauthorized\n")
     );
     server.join().unwrap();
 }
