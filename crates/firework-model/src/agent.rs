@@ -494,24 +494,7 @@ fn decode_agent(
     let vm_subnet = decode_subnet(decoder, fields);
     let vm_gateway = decode_gateway(decoder, fields, vm_subnet);
 
-    let host_ip =
-        decoder
-            .opt_string(fields, "host_ip")
-            .and_then(|text| match text.parse::<IpAddr>() {
-                Ok(ip) => Some(ip),
-                Err(_) => {
-                    let at = fields
-                        .get("host_ip")
-                        .map_or(fields.position, |n| n.position);
-                    decoder.error(
-                        "invalid-value",
-                        "host_ip",
-                        at,
-                        format!("invalid host_ip {text:?}: write an IP address"),
-                    );
-                    None
-                }
-            });
+    let host_ip = decoder.opt_ip(fields, "host_ip");
 
     let ingress_domain = decoder
         .opt_string(fields, "ingress_domain")

@@ -361,6 +361,24 @@ impl Decoder {
         }
     }
 
+    /// Reads an optional IP address field.
+    pub(crate) fn opt_ip(&mut self, fields: &Fields<'_>, key: &str) -> Option<std::net::IpAddr> {
+        let text = self.opt_string(fields, key)?;
+        match text.parse() {
+            Ok(ip) => Some(ip),
+            Err(_) => {
+                let at = fields.get(key).map_or(fields.position, |n| n.position);
+                self.error(
+                    "invalid-value",
+                    &fields.path_of(key),
+                    at,
+                    format!("invalid {key} {text:?}: write an IP address such as 10.0.1.5"),
+                );
+                None
+            }
+        }
+    }
+
     /// Reads an optional boolean field.
     pub(crate) fn opt_boolean(&mut self, fields: &Fields<'_>, key: &str) -> Option<bool> {
         let node = fields.get(key)?;

@@ -190,24 +190,7 @@ fn decode_document(decoder: &mut Decoder, bytes: &[u8]) -> Option<NodeConfig> {
 
 fn decode_node_config(decoder: &mut Decoder, fields: &Fields<'_>) -> Option<NodeConfig> {
     let node = decoder.checked_string(fields, "node", "node name", false, names::check_node_label);
-    let host_ip =
-        decoder
-            .opt_string(fields, "host_ip")
-            .and_then(|text| match text.parse::<IpAddr>() {
-                Ok(ip) => Some(ip),
-                Err(_) => {
-                    let at = fields
-                        .get("host_ip")
-                        .map_or(fields.position, |n| n.position);
-                    decoder.error(
-                        "invalid-value",
-                        "host_ip",
-                        at,
-                        format!("invalid host_ip {text:?}: write an IP address such as 10.0.1.5"),
-                    );
-                    None
-                }
-            });
+    let host_ip = decoder.opt_ip(fields, "host_ip");
     let source_commit = decoder.opt_string(fields, "source_commit");
     let services = match fields.raw("services") {
         None => {

@@ -479,3 +479,14 @@ fn duplicate_keys_rejected() {
         "duplicate key `vcpus`: each key may appear once",
     );
 }
+
+#[test]
+fn host_ip_must_be_an_address() {
+    assert_one_error(
+        &format!("host_ip: 10.0.1\n{BASE}"),
+        "host_ip",
+        1,
+        10,
+        "invalid host_ip \"10.0.1\": write an IP address such as 10.0.1.5",
+    );
+}
