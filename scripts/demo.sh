@@ -245,6 +245,9 @@ services:
     memory_mb: 128
     kernel_args: "console=ttyS0 reboot=k panic=1 pci=off init=/sbin/fc-init -- /bin/service"
     network: {}
+    health_check:
+      type: tcp
+      port: 8080
     env:
       SERVICE_NAME: cache
     metadata:
@@ -323,35 +326,12 @@ start_node() {
     info "agent $name answers /healthz"
 }
 
-# ensure_routes NS DIR: the agent writes Traefik routes itself once firework-routes is
-# wired into it. Until then the demo writes operator route files (names that Firework
-# never owns) from the guest addresses in /status, and says so.
+# ensure_routes NS DIR: checks that the agent wrote its Traefik route files.
 ensure_routes() {
-    local ns="$1" dir="$2" svc ip
-    if ls "$dir/traefik/dynamic"/firework-local-*.yaml >/dev/null 2>&1; then
-        info "the agent wrote Traefik routes: $(cd "$dir/traefik/dynamic" && ls firework-local-*.yaml | tr '\n' ' ')"
-        return 0
-    fi
-    skipped "the agent wrote no Traefik route (firework-routes is not wired into firework-agent"
-    skipped "in this build); the demo writes operator routes demo-<service>.yaml from /status"
-    for svc in api cache; do
-        ip="$(service_field "$ns" "$API" "$svc" guest_ip)"
-        [ -n "$ip" ] || continue
-        cat > "$dir/traefik/dynamic/demo-$svc.yaml" <<EOF
-# Written by scripts/demo.sh from the agent's /status (guest_ip of $svc).
-http:
-  routers:
-    demo-$svc:
-      rule: "Host(\`$svc.demo.localhost\`)"
-      entryPoints: [web]
-      service: demo-$svc
-  services:
-    demo-$svc:
-      loadBalancer:
-        servers:
-          - url: "http://$ip:8080"
-EOF
-    done
+    local ns="$1" dir="$2"
+    wait_for 30 ls "$dir/traefik/dynamic"/firework-local-api.yaml >/dev/null 2>&1 \
+        || { grep -i route "$WORK/logs/agent-n1.log" | tail -n 5 >&2; die "the agent wrote no Traefik route for api in $dir/traefik/dynamic (its route log lines above)"; }
+    info "the agent wrote Traefik routes: $(cd "$dir/traefik/dynamic" && ls firework-local-*.yaml | tr '\n' ' ')"
 }
 
 # curl_service NS HOST PATH: one request through Traefik.
