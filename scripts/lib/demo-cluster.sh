@@ -29,7 +29,7 @@ gitops_change() {
     if wait_for 60 rolled "$NS1" api "$old_hash" && wait_for 30 curl_service_ok "$NS1" api.demo.localhost /; then
         info "commit-to-healthy: api rolled and answers through Traefik $(awk "BEGIN{printf \"%.2f\", $(date +%s.%N) - $start}") s after the commit"
     else
-        info "api did not roll within 90 s"
+        info "api did not roll and answer through Traefik within 90 s"
     fi
 }
 
@@ -106,6 +106,7 @@ make_repo() {
         -e "s|/var/lib/images/([a-z0-9-]+)-rootfs.ext4|$WORK/images/\\1.ext4|" \
         -e 's|(init=/sbin/fc-init)( -- [^"]*)?"|\1 -- /bin/service"|' \
         -e 's|^memory_mb: .*|memory_mb: 128|' -e 's|^vcpus: .*|vcpus: 1|' \
+        -e 's|host: ([a-z0-9-]+)\.example\.com|host: \1.demo.localhost|' \
         "$src/defaults.yaml" "$src"/services/*.yaml
     for f in "$src"/services/*.yaml; do
         svc="$(sed -n 's/^name: //p' "$f")"
