@@ -99,9 +99,16 @@ impl Daemon {
             .local_addr()
             .unwrap()
             .port();
-        let child = Command::new("git")
+        // `git daemon` forks `git-daemon`, and killing the wrapper would leave the server
+        // running, so the daemon binary is started directly.
+        let exec_path = Command::new("git")
+            .arg("--exec-path")
+            .output()
+            .expect("git --exec-path runs");
+        let exec_path = String::from_utf8(exec_path.stdout).expect("exec path is UTF-8");
+        let daemon = std::path::PathBuf::from(exec_path.trim()).join("git-daemon");
+        let child = Command::new(daemon)
             .args([
-                "daemon",
                 "--reuseaddr",
                 "--export-all",
                 "--listen=127.0.0.1",
