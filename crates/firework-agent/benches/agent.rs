@@ -139,6 +139,7 @@ impl Bench {
         let settings = AgentSettings {
             node: "bench".to_owned(),
             labels: vec!["web".to_owned()],
+            node_types: Vec::new(),
             host_ip: None,
             network: None,
             capacity_check: false,

@@ -64,6 +64,9 @@ pub struct AgentSettings {
     pub node: String,
     /// The labels whose node configs the agent merges.
     pub labels: Vec<String>,
+    /// Node types published in the heartbeat next to `labels` for the scheduler; the agent
+    /// reads no node config for them.
+    pub node_types: Vec<String>,
     /// The node's private address, published in the heartbeat.
     pub host_ip: Option<IpAddr>,
     /// Guest networking, `None` without `vm_subnet`.
@@ -94,6 +97,7 @@ impl AgentSettings {
         AgentSettings {
             node: config.node_id.clone(),
             labels: config.node_names.clone(),
+            node_types: config.node_types.clone(),
             host_ip: config.host_ip,
             network: config.vm_subnet.map(|subnet| NetworkSettings {
                 bridge: config.vm_bridge.clone(),
@@ -113,10 +117,26 @@ impl AgentSettings {
                 strategy: config.update_strategy,
                 update_delay: config.update_delay.0,
             },
-            max_delete_share: 1.0,
+            max_delete_share: f64::from(config.delete_guard_percent) / 100.0,
             state_dir: config.state_dir.clone(),
-            gate: GateSettings::default(),
+            gate: GateSettings {
+                progress_deadline: config.progress_deadline.0,
+                min_ready: config.min_ready.0,
+            },
         }
+    }
+
+    /// Returns the labels the heartbeat publishes: `labels`, then the node types that are not
+    /// labels already. The scheduler places a service only on a node with its `node_type`
+    /// among these.
+    pub fn heartbeat_labels(&self) -> Vec<String> {
+        let mut labels = self.labels.clone();
+        for node_type in &self.node_types {
+            if !labels.contains(node_type) {
+                labels.push(node_type.clone());
+            }
+        }
+        labels
     }
 }
 
@@ -313,6 +333,11 @@ impl Agent {
                         };
                         error!(error = %error, cause = %message, "tick skipped");
                         report.error = Some(format!("{error}: {message}"));
+                        // A new node has no config until the scheduler has placed services on
+                        // it, and the scheduler places nothing on a node without a heartbeat.
+                        if !dry_run {
+                            self.publish_heartbeat(&[]).await;
+                        }
                         return report;
                     }
                 }
@@ -839,7 +864,7 @@ impl Agent {
         }
         let record = NodeRecord {
             node: self.settings.node.clone(),
-            labels: self.settings.labels.clone(),
+            labels: self.settings.heartbeat_labels(),
             host_ip: self.settings.host_ip,
             capacity,
             reserved: self.settings.reserved,

@@ -21,9 +21,9 @@ use crate::spec::DesiredVm;
 
 /// How long an updated service may take to become healthy before the rollout rolls it
 /// back.
-pub const DEFAULT_PROGRESS_DEADLINE: Duration = Duration::from_secs(300);
+pub const DEFAULT_PROGRESS_DEADLINE: Duration = firework_model::agent::DEFAULT_PROGRESS_DEADLINE.0;
 /// How long an updated service without a probe must run before the rollout moves on.
-pub const DEFAULT_MIN_READY: Duration = Duration::from_secs(10);
+pub const DEFAULT_MIN_READY: Duration = firework_model::agent::DEFAULT_MIN_READY.0;
 /// The maximum time a restart by the monitor may take, stop and start together.
 pub const RESTART_TIMEOUT: Duration = Duration::from_secs(120);
 /// How often a rollout that waits on the gate checks the store for a newer revision.

@@ -144,6 +144,33 @@ fn create_update_delete_through_emulator() {
 }
 
 #[test]
+fn heartbeat_publishes_node_types() {
+    let Some(mut node) = Node::new() else { return };
+    node.extra_config = "node_types: [general, web]\n".to_owned();
+    node.start_agent();
+
+    // A new node has no nodes/web.yaml yet, and still announces itself to the scheduler.
+    let path = node.path("store/registry/nodes/node-1.json");
+    assert!(wait_until(CONVERGE, || path.is_file()), "no heartbeat");
+    let error = node.status()["last_error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(error.contains("no desired state"), "{error}");
+
+    // `web` is a label already, so only `general` is added; only nodes/web.yaml is read.
+    let record: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    assert_eq!(record["labels"], serde_json::json!(["web", "general"]));
+
+    node.write_label("web", &[node.service("alpha", "")]);
+    node.reconcile();
+    assert!(wait_until(CONVERGE, || node
+        .running_pids()
+        .contains_key("alpha")));
+    assert_eq!(node.status()["last_error"], serde_json::Value::Null);
+}
+
+#[test]
 fn killed_vm_is_recreated_with_same_revision() {
     let Some(mut node) = Node::new() else { return };
     node.write_label(

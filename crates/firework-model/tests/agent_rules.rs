@@ -59,6 +59,10 @@ fn defaults_match_the_go_firework() {
     assert_eq!(config.node_name, "host-1");
     assert_eq!(config.node_names, ["host-1"]);
     assert_eq!(config.node_id, "host-1");
+    assert!(config.node_types.is_empty());
+    assert_eq!(config.progress_deadline.to_string(), "5m0s");
+    assert_eq!(config.min_ready.to_string(), "10s");
+    assert_eq!(config.delete_guard_percent, 100);
 }
 
 #[test]
@@ -178,6 +182,60 @@ fn labels_are_checked() {
         "node_names[1]",
         "duplicate label \"web\"",
     );
+}
+
+#[test]
+fn node_types_are_checked() {
+    let config = parse("store_type: local\nnode_name: n1\nnode_types: [web, backend]\n");
+    assert_eq!(config.node_types, ["web", "backend"]);
+    assert_eq!(config.node_names, ["n1"]);
+    assert_one_error(
+        "store_type: local\nnode_types: [web, \"a b\"]\n",
+        "node_types[1]",
+        "invalid node type \"a b\": use 1 to 253 characters of letters, digits, '.', '_' and '-', starting with a letter or digit",
+    );
+    assert_one_error(
+        "store_type: local\nnode_types: [web, web]\n",
+        "node_types[1]",
+        "duplicate node type \"web\"",
+    );
+}
+
+#[test]
+fn rollout_gate_rules() {
+    let config = parse("store_type: local\nprogress_deadline: 2m\nmin_ready: 0s\n");
+    assert_eq!(config.progress_deadline.to_string(), "2m0s");
+    assert!(config.min_ready.is_zero());
+    assert_one_error(
+        "store_type: local\nprogress_deadline: 0s\n",
+        "progress_deadline",
+        "invalid progress_deadline 0s: it must be positive",
+    );
+    assert_one_error(
+        "store_type: local\nprogress_deadline: 30s\nmin_ready: 30s\n",
+        "min_ready",
+        "invalid min_ready 30s: it must be shorter than progress_deadline 30s",
+    );
+    assert_one_error(
+        "store_type: local\nmin_ready: 10m\n",
+        "min_ready",
+        "invalid min_ready 10m0s: it must be shorter than progress_deadline 5m0s",
+    );
+}
+
+#[test]
+fn delete_guard_percent_rules() {
+    assert_eq!(
+        parse("store_type: local\ndelete_guard_percent: 50\n").delete_guard_percent,
+        50
+    );
+    for (text, value) in [("0", "0"), ("101", "101"), ("300", "300")] {
+        assert_one_error(
+            &format!("store_type: local\ndelete_guard_percent: {text}\n"),
+            "delete_guard_percent",
+            &format!("invalid delete_guard_percent {value}: write a percentage from 1 to 100"),
+        );
+    }
 }
 
 #[test]

@@ -212,6 +212,7 @@ impl World {
         AgentSettings {
             node: "node-1".to_owned(),
             labels: labels.iter().map(|l| (*l).to_owned()).collect(),
+            node_types: Vec::new(),
             host_ip: None,
             network: None,
             capacity_check: false,

@@ -15,6 +15,10 @@ use crate::duration::GoDuration;
 use crate::names;
 use crate::yaml::{self, Position};
 
+mod network;
+
+use network::{decode_gateway, decode_subnet};
+
 /// Where the agent reads its desired state from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -87,6 +91,9 @@ pub struct AgentConfig {
     pub node_names: Vec<String>,
     /// Identity in the node registry; `node_name` when not written.
     pub node_id: String,
+    /// Node types the node offers to the scheduler. The heartbeat publishes them with
+    /// `node_names` as the node's labels, but the agent reads no `nodes/<type>.yaml` for them.
+    pub node_types: Vec<String>,
     /// The store backend. When not written: `git` with `store_url`, `s3` with `s3_bucket`,
     /// `gcs` with `gcs_bucket`, otherwise `local`.
     pub store_type: StoreType,
@@ -174,6 +181,13 @@ pub struct AgentConfig {
     pub update_strategy: UpdateStrategy,
     /// Pause between rolling updates.
     pub update_delay: GoDuration,
+    /// The maximum wait for an updated service to become healthy before it is rolled back.
+    pub progress_deadline: GoDuration,
+    /// Run time after which an updated service without a health check counts as ready.
+    pub min_ready: GoDuration,
+    /// Deletes that would remove at least this percentage of the running VMs at once are
+    /// held until the label contains `services: []`; 100 holds only a delete of every VM.
+    pub delete_guard_percent: u8,
     /// Traefik file-provider directory; empty disables route management.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub traefik_config_dir: Option<PathBuf>,
@@ -198,6 +212,7 @@ const AGENT_KEYS: &[&str] = &[
     "node_name",
     "node_names",
     "node_id",
+    "node_types",
     "store_type",
     "store_dir",
     "store_url",
@@ -234,6 +249,9 @@ const AGENT_KEYS: &[&str] = &[
     "reserved_memory_mb",
     "update_strategy",
     "update_delay",
+    "progress_deadline",
+    "min_ready",
+    "delete_guard_percent",
     "traefik_config_dir",
     "traefik_entry_point",
     "ingress_domain",
@@ -338,6 +356,99 @@ fn path_or(decoder: &mut Decoder, fields: &Fields<'_>, key: &str, default: &str)
     }
 }
 
+/// Decodes a list of unique node labels, such as `node_names`. Error messages call one
+/// entry `entry_name`.
+fn label_list(
+    decoder: &mut Decoder,
+    fields: &Fields<'_>,
+    key: &str,
+    entry_name: &str,
+) -> Vec<String> {
+    let mut labels: Vec<String> = Vec::new();
+    let Some(node) = fields.get(key) else {
+        return labels;
+    };
+    let path = fields.path_of(key);
+    for (i, (label, position)) in decoder.string_list(node, &path).into_iter().enumerate() {
+        if let Err(rule) = names::check_node_label(&label) {
+            decoder.error(
+                "invalid-value",
+                &format!("{path}[{i}]"),
+                position,
+                format!("invalid {entry_name} {label:?}: {rule}"),
+            );
+        } else if labels.contains(&label) {
+            decoder.error(
+                "duplicate-name",
+                &format!("{path}[{i}]"),
+                position,
+                format!("duplicate {entry_name} {label:?}"),
+            );
+        } else {
+            labels.push(label);
+        }
+    }
+    labels
+}
+
+/// Default of `progress_deadline`: the time an updated VM gets to boot and pass its first
+/// health checks.
+pub const DEFAULT_PROGRESS_DEADLINE: GoDuration = GoDuration::from_secs(300);
+/// Default of `min_ready`.
+pub const DEFAULT_MIN_READY: GoDuration = GoDuration::from_secs(10);
+
+/// Decodes `progress_deadline` (positive) and `min_ready`, which must be shorter than the
+/// deadline, because an unprobed service could otherwise never count as ready in time.
+fn decode_rollout_gate(decoder: &mut Decoder, fields: &Fields<'_>) -> (GoDuration, GoDuration) {
+    let position_of = |key: &str| fields.get(key).map_or(fields.position, |n| n.position);
+    let deadline = decoder
+        .opt_duration(fields, "progress_deadline")
+        .unwrap_or(DEFAULT_PROGRESS_DEADLINE);
+    let min_ready = decoder
+        .opt_duration(fields, "min_ready")
+        .unwrap_or(DEFAULT_MIN_READY);
+    if deadline.is_zero() {
+        decoder.error(
+            "invalid-value",
+            "progress_deadline",
+            position_of("progress_deadline"),
+            "invalid progress_deadline 0s: it must be positive".to_string(),
+        );
+        return (DEFAULT_PROGRESS_DEADLINE, min_ready);
+    }
+    if min_ready >= deadline {
+        decoder.error(
+            "invalid-value",
+            "min_ready",
+            position_of("min_ready"),
+            format!(
+                "invalid min_ready {min_ready}: it must be shorter than progress_deadline {deadline}"
+            ),
+        );
+    }
+    (deadline, min_ready)
+}
+
+/// Decodes `delete_guard_percent`, 1 to 100, default 100.
+fn decode_delete_guard(decoder: &mut Decoder, fields: &Fields<'_>) -> u8 {
+    let Some(percent) = decoder.opt_integer::<u64>(fields, "delete_guard_percent") else {
+        return 100;
+    };
+    if let Ok(valid @ 1..=100) = u8::try_from(percent) {
+        return valid;
+    }
+    let at = fields
+        .get("delete_guard_percent")
+        .map_or(fields.position, |n| n.position);
+    decoder.error(
+        "invalid-value",
+        "delete_guard_percent",
+        at,
+        format!("invalid delete_guard_percent {percent}: write a percentage from 1 to 100"),
+    );
+    100
+}
+
 fn decode_agent(
     decoder: &mut Decoder,
     fields: &Fields<'_>,
@@ -350,29 +461,8 @@ fn decode_agent(
         false,
         names::check_node_label,
     );
-    let mut node_names: Vec<String> = Vec::new();
-    if let Some(node) = fields.get("node_names") {
-        let path = fields.path_of("node_names");
-        for (i, (label, position)) in decoder.string_list(node, &path).into_iter().enumerate() {
-            if let Err(rule) = names::check_node_label(&label) {
-                decoder.error(
-                    "invalid-value",
-                    &format!("{path}[{i}]"),
-                    position,
-                    format!("invalid label {label:?}: {rule}"),
-                );
-            } else if node_names.contains(&label) {
-                decoder.error(
-                    "duplicate-name",
-                    &format!("{path}[{i}]"),
-                    position,
-                    format!("duplicate label {label:?}"),
-                );
-            } else {
-                node_names.push(label);
-            }
-        }
-    }
+    let mut node_names = label_list(decoder, fields, "node_names", "label");
+    let node_types = label_list(decoder, fields, "node_types", "node type");
     let node_name = match (node_name_written, node_names.first()) {
         (Some(name), _) => name,
         (None, Some(first)) => first.clone(),
@@ -464,6 +554,9 @@ fn decode_agent(
             "invalid poll_interval 0s: it must be positive".to_string(),
         );
     }
+
+    let (progress_deadline, min_ready) = decode_rollout_gate(decoder, fields);
+    let delete_guard_percent = decode_delete_guard(decoder, fields);
 
     let s3_images_bucket = decoder.opt_string(fields, "s3_images_bucket");
     let gcs_images_bucket = decoder.opt_string(fields, "gcs_images_bucket");
@@ -583,6 +676,7 @@ fn decode_agent(
         node_name,
         node_names,
         node_id,
+        node_types,
         store_type,
         store_dir: path_or(decoder, fields, "store_dir", "/var/lib/firework/desired"),
         store_url,
@@ -651,6 +745,9 @@ fn decode_agent(
         update_delay: decoder
             .opt_duration(fields, "update_delay")
             .unwrap_or_default(),
+        progress_deadline,
+        min_ready,
+        delete_guard_percent,
         traefik_config_dir: decoder
             .checked_string(
                 fields,
@@ -668,72 +765,4 @@ fn decode_agent(
         jailer_gid: decoder.opt_integer(fields, "jailer_gid").unwrap_or(0),
         chroot_base_dir: path_or(decoder, fields, "chroot_base_dir", "/srv/jailer"),
     })
-}
-
-fn decode_subnet(decoder: &mut Decoder, fields: &Fields<'_>) -> Option<Ipv4Net> {
-    let default: Ipv4Net = Ipv4Net::new(Ipv4Addr::new(172, 16, 0, 0), 24).ok()?;
-    let Some(node) = fields.raw("vm_subnet") else {
-        return Some(default);
-    };
-    let text = decoder.string(node, "vm_subnet").unwrap_or_default();
-    if text.is_empty() {
-        return None;
-    }
-    match text.parse::<Ipv4Net>() {
-        Ok(net) if net.prefix_len() <= 30 => Some(net.trunc()),
-        Ok(net) => {
-            decoder.error(
-                "invalid-value",
-                "vm_subnet",
-                node.position,
-                format!("invalid vm_subnet {text:?}: a /{} has no room for a gateway and a guest; use /30 or wider", net.prefix_len()),
-            );
-            None
-        }
-        Err(_) => {
-            decoder.error(
-                "invalid-value",
-                "vm_subnet",
-                node.position,
-                format!("invalid vm_subnet {text:?}: write an IPv4 CIDR such as 172.16.0.0/24"),
-            );
-            None
-        }
-    }
-}
-
-fn decode_gateway(decoder: &mut Decoder, fields: &Fields<'_>, subnet: Option<Ipv4Net>) -> Ipv4Addr {
-    let default = subnet.map_or(Ipv4Addr::new(172, 16, 0, 1), |net| {
-        Ipv4Addr::from(u32::from(net.network()) + 1)
-    });
-    let Some(node) = fields.get("vm_gateway") else {
-        return default;
-    };
-    let Some(text) = decoder.string(node, "vm_gateway") else {
-        return default;
-    };
-    // A `/len` suffix is accepted and ignored, as in the Go firework.
-    let address_text = text.split_once('/').map_or(text.as_str(), |(ip, _)| ip);
-    let Ok(gateway) = address_text.parse::<Ipv4Addr>() else {
-        decoder.error(
-            "invalid-value",
-            "vm_gateway",
-            node.position,
-            format!("invalid vm_gateway {text:?}: write an IPv4 address such as 172.16.0.1"),
-        );
-        return default;
-    };
-    if let Some(net) = subnet
-        && (!net.contains(&gateway) || gateway == net.network() || gateway == net.broadcast())
-    {
-        decoder.error(
-            "invalid-value",
-            "vm_gateway",
-            node.position,
-            format!(
-                "invalid vm_gateway {gateway}: it must be a host address inside vm_subnet {net}"
-            ),
-        );
-    }
-    gateway
 }
