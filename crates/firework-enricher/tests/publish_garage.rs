@@ -3,13 +3,13 @@
 
 #![allow(clippy::unwrap_used)]
 
-#[path = "support/garage.rs"]
-mod garage;
+mod support;
 
 use std::collections::BTreeMap;
 
 use firework_enricher::publish::manifest::{MANIFEST_KEY, Manifest};
 use firework_enricher::publish::{ObjectOptions, PublishError, PublishOptions, Target, publish};
+use support::start_garage;
 
 fn files(entries: &[(&str, &str)]) -> BTreeMap<String, Vec<u8>> {
     entries
@@ -28,7 +28,7 @@ fn commit(id: &str, time: i64) -> PublishOptions {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garage_publish_protocol() {
-    let Some(garage) = garage::Garage::start() else {
+    let Some(garage) = start_garage() else {
         return;
     };
     let options = ObjectOptions {
@@ -98,7 +98,7 @@ async fn garage_publish_protocol() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garage_registry_and_output_in_one_run() {
-    let Some(garage) = garage::Garage::start() else {
+    let Some(garage) = start_garage() else {
         return;
     };
     let object = ObjectOptions {

@@ -16,6 +16,7 @@ use firework_images::{ImageSync, SyncOptions};
 use futures::StreamExt;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, WriteMultipart};
+use support::GarageImages;
 
 const MIB: usize = 1024 * 1024;
 const ROUNDS: usize = 2;
@@ -101,7 +102,7 @@ fn main() {
 }
 
 async fn run() {
-    let Some(garage) = support::Garage::start() else {
+    let Some(garage) = support::start_garage() else {
         return;
     };
     let size_mib: usize = std::env::var("FIREWORK_IMAGES_BENCH_MIB")

@@ -16,7 +16,7 @@ use firework_images::{ImageErrorKind, ImageOutcome, ImageSync, ReadyVia, SyncOpt
 use object_store::path::Path as ObjectPath;
 use object_store::{Attribute, Attributes, GetRange, ObjectStore, ObjectStoreExt, PutOptions};
 use sha2::{Digest, Sha256};
-use support::{Garage, TestStore};
+use support::{Garage, GarageImages, TestStore, start_garage};
 
 fn options() -> SyncOptions {
     SyncOptions {
@@ -72,7 +72,7 @@ struct Setup {
 }
 
 fn setup() -> Option<Setup> {
-    let garage = Garage::start()?;
+    let garage = start_garage()?;
     let store = garage.store();
     let test_store = TestStore::new(Arc::clone(&store));
     let images = tempfile::tempdir().unwrap();

@@ -21,7 +21,7 @@ use firework_scheduler::source::{ObjectOptions, RegistrySource, read_registry};
 use firework_scheduler::{ScheduleOptions, ServiceRequest};
 use firework_store::Secret;
 use futures::StreamExt;
-use support::{Garage, NOW, record};
+use support::{Garage, GarageRegistry, NOW, record};
 
 const NODES: usize = 1_000;
 const SERVICES: usize = 3_000;

@@ -14,7 +14,7 @@ use firework_store::{
 use futures::StreamExt;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
-use support::{CountingStore, Garage, node_yaml, sample_record};
+use support::{CountingStore, Garage, GarageSettings, node_yaml, sample_record};
 
 fn labels(names: &[&str]) -> Vec<String> {
     names.iter().map(|n| (*n).to_owned()).collect()

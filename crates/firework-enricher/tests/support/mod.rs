@@ -1,4 +1,5 @@
-//! Test helpers: a Git repository on disk and `git daemon` serving it on loopback.
+//! Test helpers: a Git repository on disk, `git daemon` serving it on loopback, and the
+//! Garage S3 server from `firework-testkit`.
 
 #![allow(dead_code)]
 
@@ -6,6 +7,8 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use firework_testkit::garage::{Garage, GarageOptions};
 
 /// Copies the directory tree `from` into `to`.
 pub fn copy_tree(from: &Path, to: &Path) {
@@ -24,6 +27,15 @@ pub fn copy_tree(from: &Path, to: &Path) {
 /// Returns the example input tree of the render tests.
 pub fn example_tree() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/example")
+}
+
+/// Starts Garage with bucket `firework` and key `enricher-test`, or returns `None` after
+/// printing why when it is not installed.
+pub fn start_garage() -> Option<Garage> {
+    Garage::start_with(&GarageOptions {
+        key_name: "enricher-test".to_owned(),
+        ..GarageOptions::default()
+    })
 }
 
 /// A repository under `<base>/repo.git`'s work tree `<base>/work`.

@@ -1,14 +1,11 @@
-//! A single-node Garage S3 server on free loopback ports, and `ObjectStore` wrappers that
-//! count requests or break a download once.
+//! The Garage S3 server from `firework-testkit` with bucket `images`, and `ObjectStore`
+//! wrappers that count requests or break a download once.
 
 #![allow(dead_code)]
 
-use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::StreamExt;
@@ -18,196 +15,38 @@ use object_store::{
     CopyOptions, GetOptions, GetRange, GetResult, GetResultPayload, ListResult, MultipartUpload,
     ObjectMeta, ObjectStore, PutMultipartOptions, PutOptions, PutPayload, PutResult,
 };
-use tempfile::TempDir;
 
-/// Returns a port that was free a moment ago on 127.0.0.1.
-pub fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
+pub use firework_testkit::garage::{Garage, GarageOptions};
+
+/// Starts Garage with bucket `images` and key `images-test`, or returns `None` after
+/// printing why when it is not installed.
+pub fn start_garage() -> Option<Garage> {
+    Garage::start_with(&GarageOptions {
+        bucket: "images".to_owned(),
+        key_name: "images-test".to_owned(),
+        capacity: "10G".to_owned(),
+        data_root: None,
+    })
 }
 
-/// Polls `ready` every 50 ms until it returns true or `timeout` passes.
-pub fn wait_until(what: &str, timeout: Duration, mut ready: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !ready() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+/// The image sources and the upload client that reach a test Garage server.
+pub trait GarageImages {
+    /// Returns the image source of the server's bucket with the test key.
+    fn source(&self) -> firework_images::ImageSource;
+
+    /// Returns the image source with another secret, for denied requests.
+    fn source_with_secret(&self, secret: &str) -> firework_images::ImageSource;
+
+    /// Builds a client of the bucket for uploading test objects.
+    fn store(&self) -> Arc<dyn ObjectStore>;
 }
 
-fn port_open(port: u16) -> bool {
-    TcpStream::connect(("127.0.0.1", port)).is_ok()
-}
-
-/// Finds the `garage` binary on PATH or in `~/.cargo/bin`.
-fn garage_binary() -> Option<PathBuf> {
-    let output = Command::new("sh")
-        .args(["-c", "command -v garage"])
-        .output()
-        .ok()?;
-    let found = String::from_utf8_lossy(&output.stdout).trim().to_owned();
-    if output.status.success() && !found.is_empty() {
-        return Some(PathBuf::from(found));
-    }
-    let home = std::env::var_os("CARGO_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))?;
-    let candidate = home.join("bin").join("garage");
-    candidate.exists().then_some(candidate)
-}
-
-/// A single-node Garage server with bucket `images` and one key with read and write access.
-pub struct Garage {
-    dir: TempDir,
-    binary: PathBuf,
-    child: Option<Child>,
-    /// The S3 endpoint, `http://127.0.0.1:<port>`.
-    pub endpoint: String,
-    /// The S3 region Garage expects.
-    pub region: String,
-    /// The bucket created at start.
-    pub bucket: String,
-    /// The access key id.
-    pub key_id: String,
-    /// The secret access key.
-    pub secret: String,
-}
-
-impl Garage {
-    /// Starts Garage, or returns `None` after printing why when it is not installed.
-    /// Panics when it is missing and `CI=true`, because CI must run these tests.
-    pub fn start() -> Option<Garage> {
-        let Some(binary) = garage_binary() else {
-            if std::env::var("CI").as_deref() == Ok("true") {
-                panic!("garage is not installed but CI=true; run .ci/setup-garage.sh");
-            }
-            eprintln!("skipping: garage is not installed (run .ci/setup-garage.sh)");
-            return None;
-        };
-        Some(Garage::start_with(binary, None))
-    }
-
-    /// Starts Garage with its data under `data_root` (a temporary directory when `None`).
-    pub fn start_with(binary: PathBuf, data_root: Option<PathBuf>) -> Garage {
-        let dir = match data_root {
-            Some(root) => tempfile::tempdir_in(root).unwrap(),
-            None => tempfile::tempdir().unwrap(),
-        };
-        let rpc_port = free_port();
-        let s3_port = free_port();
-        let admin_port = free_port();
-        let secret: String = (0..32)
-            .map(|_| format!("{:02x}", rand::random::<u8>()))
-            .collect();
-        let config = format!(
-            r#"metadata_dir = "{meta}"
-data_dir = "{data}"
-db_engine = "sqlite"
-replication_factor = 1
-rpc_bind_addr = "127.0.0.1:{rpc_port}"
-rpc_public_addr = "127.0.0.1:{rpc_port}"
-rpc_secret = "{secret}"
-
-[s3_api]
-s3_region = "garage"
-api_bind_addr = "127.0.0.1:{s3_port}"
-root_domain = ".s3.garage.localhost"
-
-[admin]
-api_bind_addr = "127.0.0.1:{admin_port}"
-"#,
-            meta = dir.path().join("meta").display(),
-            data = dir.path().join("data").display(),
-        );
-        let config_path = dir.path().join("garage.toml");
-        std::fs::write(&config_path, config).unwrap();
-        let log = std::fs::File::create(dir.path().join("garage.log")).unwrap();
-        let child = Command::new(&binary)
-            .arg("-c")
-            .arg(&config_path)
-            .arg("server")
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let mut garage = Garage {
-            dir,
-            binary,
-            child: Some(child),
-            endpoint: format!("http://127.0.0.1:{s3_port}"),
-            region: "garage".to_owned(),
-            bucket: "images".to_owned(),
-            key_id: String::new(),
-            secret: String::new(),
-        };
-        wait_until("garage rpc", Duration::from_secs(30), || {
-            port_open(rpc_port)
-        });
-        let node_id = garage.cli(&["node", "id", "-q"]);
-        let node_id = node_id.trim().split('@').next().unwrap().to_owned();
-        garage.cli(&["layout", "assign", "-z", "dc1", "-c", "10G", &node_id[..16]]);
-        garage.cli(&["layout", "apply", "--version", "1"]);
-        wait_until("garage s3 api", Duration::from_secs(30), || {
-            port_open(s3_port)
-        });
-        garage.cli(&["bucket", "create", "images"]);
-        garage.cli(&["key", "create", "images-test"]);
-        garage.cli(&[
-            "bucket",
-            "allow",
-            "--read",
-            "--write",
-            "--owner",
-            "images",
-            "--key",
-            "images-test",
-        ]);
-        let info = garage.cli(&["key", "info", "images-test", "--show-secret"]);
-        for line in info.lines() {
-            let line = line.trim();
-            if let Some(value) = line.strip_prefix("Key ID:") {
-                garage.key_id = value.trim().to_owned();
-            }
-            if let Some(value) = line.strip_prefix("Secret key:") {
-                garage.secret = value.trim().to_owned();
-            }
-        }
-        assert!(!garage.key_id.is_empty(), "no key id in: {info}");
-        assert!(!garage.secret.is_empty(), "no secret in: {info}");
-        garage
-    }
-
-    /// Runs a `garage` command against this server and returns its output.
-    pub fn cli(&self, args: &[&str]) -> String {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let output = Command::new(&self.binary)
-                .arg("-c")
-                .arg(self.dir.path().join("garage.toml"))
-                .args(args)
-                .output()
-                .unwrap();
-            if output.status.success() {
-                return String::from_utf8(output.stdout).unwrap();
-            }
-            // Right after start the layout may not have propagated yet.
-            assert!(
-                Instant::now() < deadline,
-                "garage {args:?} failed: {}",
-                String::from_utf8_lossy(&output.stderr)
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-
-    /// Returns the image source of this server's bucket with the test key.
-    pub fn source(&self) -> firework_images::ImageSource {
+impl GarageImages for Garage {
+    fn source(&self) -> firework_images::ImageSource {
         self.source_with_secret(&self.secret)
     }
 
-    /// Returns the image source with another secret, for denied requests.
-    pub fn source_with_secret(&self, secret: &str) -> firework_images::ImageSource {
+    fn source_with_secret(&self, secret: &str) -> firework_images::ImageSource {
         firework_images::ImageSource::S3 {
             bucket: self.bucket.clone(),
             region: Some(self.region.clone()),
@@ -216,18 +55,8 @@ api_bind_addr = "127.0.0.1:{admin_port}"
         }
     }
 
-    /// Builds a client of the bucket for uploading test objects.
-    pub fn store(&self) -> Arc<dyn ObjectStore> {
+    fn store(&self) -> Arc<dyn ObjectStore> {
         self.source().build(Duration::from_secs(30)).unwrap()
-    }
-}
-
-impl Drop for Garage {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
     }
 }
 

@@ -1,6 +1,6 @@
-//! Shared pieces of the integration tests: a single-node Garage S3 server on free loopback
-//! ports, killed on drop, and the records, services and previous placement that the
-//! directory and bucket registries are compared on.
+//! Shared pieces of the integration tests: the registry settings of the Garage S3 server
+//! from `firework-testkit`, a fake-gcs-server on a free loopback port, and the records,
+//! services and previous placement that the directory and bucket registries are compared on.
 
 #![allow(dead_code, reason = "each test file uses a different part")]
 
@@ -14,6 +14,8 @@ use firework_store::{NodeRegistry, ObjectSettings, Secret};
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStoreExt, PutPayload};
 use tempfile::TempDir;
+
+pub use firework_testkit::garage::Garage;
 
 /// The time every plan in these tests is judged at.
 pub const NOW: &str = "2026-12-04T20:00:00Z";
@@ -35,157 +37,17 @@ fn wait_until(what: &str, timeout: Duration, mut ready: impl FnMut() -> bool) {
     }
 }
 
-fn garage_binary() -> Option<PathBuf> {
-    let output = Command::new("sh")
-        .args(["-c", "command -v garage"])
-        .output()
-        .ok()?;
-    let found = String::from_utf8_lossy(&output.stdout).trim().to_owned();
-    if output.status.success() && !found.is_empty() {
-        return Some(PathBuf::from(found));
-    }
-    let home = std::env::var_os("CARGO_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))?;
-    let candidate = home.join("bin").join("garage");
-    candidate.exists().then_some(candidate)
+/// The `firework-store` settings and registry that reach a test Garage server.
+pub trait GarageRegistry {
+    /// Returns S3 settings for the server's bucket with the test key, retries off.
+    fn settings(&self, prefix: &str) -> ObjectSettings;
+
+    /// Returns a registry on `prefix` of the bucket.
+    fn registry(&self, prefix: &str) -> NodeRegistry;
 }
 
-/// A single-node Garage server with bucket `firework` and one key that may read and write it.
-pub struct Garage {
-    dir: TempDir,
-    binary: PathBuf,
-    child: Option<Child>,
-    /// The S3 endpoint, `http://127.0.0.1:<port>`.
-    pub endpoint: String,
-    /// The S3 region Garage expects.
-    pub region: String,
-    /// The bucket created at start.
-    pub bucket: String,
-    /// The access key id.
-    pub key_id: String,
-    /// The secret access key.
-    pub secret: String,
-}
-
-impl Garage {
-    /// Starts Garage, or returns `None` after printing why when it is not installed.
-    /// Panics when it is missing and `CI=true`, because CI must run these tests.
-    pub fn start() -> Option<Garage> {
-        let Some(binary) = garage_binary() else {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "garage is not installed but CI=true; run .ci/setup-garage.sh"
-            );
-            eprintln!("skipping: garage is not installed (run .ci/setup-garage.sh)");
-            return None;
-        };
-        let dir = tempfile::tempdir().unwrap();
-        let rpc_port = free_port();
-        let s3_port = free_port();
-        let secret: String = (0..32)
-            .map(|_| format!("{:02x}", rand::random::<u8>()))
-            .collect();
-        let config = format!(
-            r#"metadata_dir = "{meta}"
-data_dir = "{data}"
-db_engine = "sqlite"
-replication_factor = 1
-rpc_bind_addr = "127.0.0.1:{rpc_port}"
-rpc_public_addr = "127.0.0.1:{rpc_port}"
-rpc_secret = "{secret}"
-
-[s3_api]
-s3_region = "garage"
-api_bind_addr = "127.0.0.1:{s3_port}"
-root_domain = ".s3.garage.localhost"
-"#,
-            meta = dir.path().join("meta").display(),
-            data = dir.path().join("data").display(),
-        );
-        let config_path = dir.path().join("garage.toml");
-        std::fs::write(&config_path, config).unwrap();
-        let log = std::fs::File::create(dir.path().join("garage.log")).unwrap();
-        let child = Command::new(&binary)
-            .arg("-c")
-            .arg(&config_path)
-            .arg("server")
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let mut garage = Garage {
-            dir,
-            binary,
-            child: Some(child),
-            endpoint: format!("http://127.0.0.1:{s3_port}"),
-            region: "garage".to_owned(),
-            bucket: "firework".to_owned(),
-            key_id: String::new(),
-            secret: String::new(),
-        };
-        wait_until("garage rpc", Duration::from_secs(30), || {
-            port_open(rpc_port)
-        });
-        let node_id = garage.cli(&["node", "id", "-q"]);
-        let node_id = node_id.trim().split('@').next().unwrap().to_owned();
-        garage.cli(&["layout", "assign", "-z", "dc1", "-c", "1G", &node_id[..16]]);
-        garage.cli(&["layout", "apply", "--version", "1"]);
-        wait_until("garage s3 api", Duration::from_secs(30), || {
-            port_open(s3_port)
-        });
-        garage.cli(&["bucket", "create", "firework"]);
-        garage.cli(&["key", "create", "firework-test"]);
-        garage.cli(&[
-            "bucket",
-            "allow",
-            "--read",
-            "--write",
-            "--owner",
-            "firework",
-            "--key",
-            "firework-test",
-        ]);
-        let info = garage.cli(&["key", "info", "firework-test", "--show-secret"]);
-        for line in info.lines() {
-            let line = line.trim();
-            if let Some(value) = line.strip_prefix("Key ID:") {
-                garage.key_id = value.trim().to_owned();
-            }
-            if let Some(value) = line.strip_prefix("Secret key:") {
-                garage.secret = value.trim().to_owned();
-            }
-        }
-        assert!(!garage.key_id.is_empty(), "no key id in: {info}");
-        assert!(!garage.secret.is_empty(), "no secret in: {info}");
-        Some(garage)
-    }
-
-    fn cli(&self, args: &[&str]) -> String {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let output = Command::new(&self.binary)
-                .arg("-c")
-                .arg(self.dir.path().join("garage.toml"))
-                .args(args)
-                .output()
-                .unwrap();
-            if output.status.success() {
-                return String::from_utf8(output.stdout).unwrap();
-            }
-            // Right after start the layout may not have propagated yet.
-            assert!(
-                Instant::now() < deadline,
-                "garage {args:?} failed: {}",
-                String::from_utf8_lossy(&output.stderr)
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-
-    /// S3 settings for this server's bucket with the test key, retries off.
-    pub fn settings(&self, prefix: &str) -> ObjectSettings {
+impl GarageRegistry for Garage {
+    fn settings(&self, prefix: &str) -> ObjectSettings {
         let mut settings = ObjectSettings::s3(&self.bucket, prefix);
         settings.region = Some(self.region.clone());
         settings.endpoint_url = Some(self.endpoint.clone());
@@ -195,29 +57,19 @@ root_domain = ".s3.garage.localhost"
         settings
     }
 
-    /// A registry on `prefix` of the bucket.
-    pub fn registry(&self, prefix: &str) -> NodeRegistry {
+    fn registry(&self, prefix: &str) -> NodeRegistry {
         let settings = self.settings(prefix);
         NodeRegistry::object(settings.backend, settings.build().unwrap(), prefix)
     }
-
-    /// Writes `body` as the object `key` of the bucket, bypassing `NodeRegistry`.
-    pub async fn put_raw(&self, key: &str, body: &str) {
-        let store = self.settings("").build().unwrap();
-        store
-            .put(&ObjectPath::from(key), PutPayload::from(body.to_owned()))
-            .await
-            .unwrap();
-    }
 }
 
-impl Drop for Garage {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
+/// Writes `body` as the object `key` of the Garage bucket, bypassing `NodeRegistry`.
+async fn put_raw(garage: &Garage, key: &str, body: &str) {
+    let store = garage.settings("").build().unwrap();
+    store
+        .put(&ObjectPath::from(key), PutPayload::from(body.to_owned()))
+        .await
+        .unwrap();
 }
 
 /// A record for `node` with the `general` label.
@@ -262,9 +114,12 @@ pub async fn write_bucket_registry(garage: &Garage, prefix: &str) {
     for record in records() {
         registry.write(&record).await.unwrap();
     }
-    garage
-        .put_raw(&format!("{prefix}/registry/nodes/bad.json"), BROKEN_RECORD)
-        .await;
+    put_raw(
+        garage,
+        &format!("{prefix}/registry/nodes/bad.json"),
+        BROKEN_RECORD,
+    )
+    .await;
 }
 
 /// The services as node-config YAML: `web` (2 vCPUs), `api` and `db` (1 vCPU each).

@@ -1,5 +1,6 @@
 //! Real servers for the integration tests: `git daemon` serving a bare repository and a
-//! single-node Garage S3 server, each on a free loopback port and killed on drop.
+//! fake-gcs-server, each on a free loopback port and killed on drop. The Garage S3 server
+//! comes from `firework-testkit`, with bucket `firework` and key `firework-test`.
 
 #![allow(dead_code)]
 
@@ -18,6 +19,8 @@ use object_store::{
     PutMultipartOptions, PutOptions, PutPayload, PutResult,
 };
 use tempfile::TempDir;
+
+pub use firework_testkit::garage::Garage;
 
 /// Returns a port that was free a moment ago on 127.0.0.1.
 pub fn free_port() -> u16 {
@@ -204,165 +207,14 @@ impl Drop for GitServer {
     }
 }
 
-/// Finds the `garage` binary on PATH or in `~/.cargo/bin`.
-fn garage_binary() -> Option<PathBuf> {
-    let output = Command::new("sh")
-        .args(["-c", "command -v garage"])
-        .output()
-        .ok()?;
-    let found = String::from_utf8_lossy(&output.stdout).trim().to_owned();
-    if output.status.success() && !found.is_empty() {
-        return Some(PathBuf::from(found));
-    }
-    let home = std::env::var_os("CARGO_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))?;
-    let candidate = home.join("bin").join("garage");
-    candidate.exists().then_some(candidate)
+/// The `firework-store` settings that reach a test Garage server.
+pub trait GarageSettings {
+    /// Returns S3 settings for the server's bucket with the test key, retries off.
+    fn settings(&self, prefix: &str) -> firework_store::ObjectSettings;
 }
 
-/// A single-node Garage server with one bucket and one key with read and write access.
-pub struct Garage {
-    dir: TempDir,
-    binary: PathBuf,
-    child: Option<Child>,
-    /// The S3 endpoint, `http://127.0.0.1:<port>`.
-    pub endpoint: String,
-    /// The admin endpoint, `http://127.0.0.1:<port>`.
-    pub admin_endpoint: String,
-    /// The S3 region Garage expects.
-    pub region: String,
-    /// The bucket created at start.
-    pub bucket: String,
-    /// The access key id.
-    pub key_id: String,
-    /// The secret access key.
-    pub secret: String,
-}
-
-impl Garage {
-    /// Starts Garage, or returns `None` after printing why when it is not installed.
-    /// Panics when it is missing and `CI=true`, because CI must run these tests.
-    pub fn start() -> Option<Garage> {
-        let Some(binary) = garage_binary() else {
-            if std::env::var("CI").as_deref() == Ok("true") {
-                panic!("garage is not installed but CI=true; run .ci/setup-garage.sh");
-            }
-            eprintln!("skipping: garage is not installed (run .ci/setup-garage.sh)");
-            return None;
-        };
-        let dir = tempfile::tempdir().unwrap();
-        let rpc_port = free_port();
-        let s3_port = free_port();
-        let admin_port = free_port();
-        let secret: String = (0..32)
-            .map(|_| format!("{:02x}", rand::random::<u8>()))
-            .collect();
-        let config = format!(
-            r#"metadata_dir = "{meta}"
-data_dir = "{data}"
-db_engine = "sqlite"
-replication_factor = 1
-rpc_bind_addr = "127.0.0.1:{rpc_port}"
-rpc_public_addr = "127.0.0.1:{rpc_port}"
-rpc_secret = "{secret}"
-
-[s3_api]
-s3_region = "garage"
-api_bind_addr = "127.0.0.1:{s3_port}"
-root_domain = ".s3.garage.localhost"
-
-[admin]
-api_bind_addr = "127.0.0.1:{admin_port}"
-"#,
-            meta = dir.path().join("meta").display(),
-            data = dir.path().join("data").display(),
-        );
-        let config_path = dir.path().join("garage.toml");
-        std::fs::write(&config_path, config).unwrap();
-        let log = std::fs::File::create(dir.path().join("garage.log")).unwrap();
-        let child = Command::new(&binary)
-            .arg("-c")
-            .arg(&config_path)
-            .arg("server")
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let mut garage = Garage {
-            dir,
-            binary,
-            child: Some(child),
-            endpoint: format!("http://127.0.0.1:{s3_port}"),
-            admin_endpoint: format!("http://127.0.0.1:{admin_port}"),
-            region: "garage".to_owned(),
-            bucket: "firework".to_owned(),
-            key_id: String::new(),
-            secret: String::new(),
-        };
-        wait_until("garage rpc", Duration::from_secs(30), || {
-            port_open(rpc_port)
-        });
-        let node_id = garage.cli(&["node", "id", "-q"]);
-        let node_id = node_id.trim().split('@').next().unwrap().to_owned();
-        garage.cli(&["layout", "assign", "-z", "dc1", "-c", "1G", &node_id[..16]]);
-        garage.cli(&["layout", "apply", "--version", "1"]);
-        wait_until("garage s3 api", Duration::from_secs(30), || {
-            port_open(s3_port)
-        });
-        garage.cli(&["bucket", "create", "firework"]);
-        garage.cli(&["key", "create", "firework-test"]);
-        garage.cli(&[
-            "bucket",
-            "allow",
-            "--read",
-            "--write",
-            "--owner",
-            "firework",
-            "--key",
-            "firework-test",
-        ]);
-        let info = garage.cli(&["key", "info", "firework-test", "--show-secret"]);
-        for line in info.lines() {
-            let line = line.trim();
-            if let Some(value) = line.strip_prefix("Key ID:") {
-                garage.key_id = value.trim().to_owned();
-            }
-            if let Some(value) = line.strip_prefix("Secret key:") {
-                garage.secret = value.trim().to_owned();
-            }
-        }
-        assert!(!garage.key_id.is_empty(), "no key id in: {info}");
-        assert!(!garage.secret.is_empty(), "no secret in: {info}");
-        Some(garage)
-    }
-
-    /// Runs a `garage` command against this server and returns its output.
-    pub fn cli(&self, args: &[&str]) -> String {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let output = Command::new(&self.binary)
-                .arg("-c")
-                .arg(self.dir.path().join("garage.toml"))
-                .args(args)
-                .output()
-                .unwrap();
-            if output.status.success() {
-                return String::from_utf8(output.stdout).unwrap();
-            }
-            // Right after start the layout may not have propagated yet.
-            assert!(
-                Instant::now() < deadline,
-                "garage {args:?} failed: {}",
-                String::from_utf8_lossy(&output.stderr)
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-
-    /// S3 settings for this server's bucket with the test key, retries off.
-    pub fn settings(&self, prefix: &str) -> firework_store::ObjectSettings {
+impl GarageSettings for Garage {
+    fn settings(&self, prefix: &str) -> firework_store::ObjectSettings {
         let mut settings = firework_store::ObjectSettings::s3(&self.bucket, prefix);
         settings.region = Some(self.region.clone());
         settings.endpoint_url = Some(self.endpoint.clone());
@@ -373,20 +225,6 @@ api_bind_addr = "127.0.0.1:{admin_port}"
         settings.max_retries = 0;
         settings.request_timeout = Duration::from_secs(10);
         settings
-    }
-
-    /// Stops the server.
-    pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for Garage {
-    fn drop(&mut self) {
-        self.stop();
     }
 }
 
