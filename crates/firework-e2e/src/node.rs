@@ -423,6 +423,24 @@ pub fn process_alive(pid: i64) -> bool {
     i32::try_from(pid).is_ok_and(|pid| Path::new(&format!("/proc/{pid}")).exists())
 }
 
+/// Finds the example service's `httpd` process of a guest whose environment contains
+/// `variable` (`KEY=VALUE`). Guest mode runs each guest as host processes in the guest's
+/// own namespaces, so `/proc` shows them.
+pub fn guest_httpd_pid(variable: &str) -> Option<i32> {
+    fs::read_dir("/proc").ok()?.flatten().find_map(|entry| {
+        let pid: i32 = entry.file_name().to_string_lossy().parse().ok()?;
+        let comm = fs::read_to_string(entry.path().join("comm")).ok()?;
+        if comm.trim() != "httpd" {
+            return None;
+        }
+        let environ = fs::read(entry.path().join("environ")).ok()?;
+        environ
+            .split(|byte| *byte == 0)
+            .any(|entry| entry == variable.as_bytes())
+            .then_some(pid)
+    })
+}
+
 fn copy(from: &Path, to: &Path) -> Result<(), String> {
     fs::copy(from, to).map(|_| ()).map_err(|error| {
         format!(

@@ -1,45 +1,74 @@
-//! End-to-end test of two nodes: a guest on node A reaches a service on node B through
-//! B's `host_ip` and published port.
+//! End-to-end test of two nodes placed by the scheduler. The enricher reads both agents'
+//! heartbeats, places `shop` on node A and `billing` on node B, and resolves shop's
+//! cross-node link to B's `host_ip` and published port. A guest on A then reaches B.
 
 #![allow(clippy::unwrap_used)]
 
+use std::path::Path;
+use std::process::Command;
 use std::time::Duration;
 
-use firework_e2e::node::{Node, NodeOptions};
+use firework_e2e::node::{GuestFiles, Node, NodeOptions, guest_httpd_pid};
+use firework_e2e::tools::workspace_binary;
 use firework_e2e::{Tools, require_root, wait_until};
 
 const BOOT: Duration = Duration::from_secs(30);
 
-fn label(node: &Node, name: &str, extra: &str) -> String {
-    let files = node.guest_files();
-    let image = files.image.with_file_name(format!("{name}.ext4"));
-    std::fs::copy(&files.image, &image).unwrap();
-    format!(
-        "node: web\nservices:\n  - name: {name}\n    image: {image}\n    kernel: {kernel}\n    \
-         vcpus: 1\n    memory_mb: 64\n    kernel_args: \"console=ttyS0 reboot=k panic=1 pci=off \
-         init=/sbin/fc-init -- /bin/service\"\n    network: {{}}\n    env:\n      \
-         SERVICE_NAME: {name}\n{extra}",
-        image = image.display(),
-        kernel = files.kernel.display(),
+/// Writes the enricher input: shop (node type `web`) links to billing (node type
+/// `backend`) on another node through billing's host port 19090.
+fn write_input(input: &Path, files: &GuestFiles) {
+    std::fs::create_dir_all(input.join("services")).unwrap();
+    std::fs::write(
+        input.join("defaults.yaml"),
+        format!(
+            "kernel: {}\nvcpus: 1\nmemory_mb: 64\nkernel_args: \"console=ttyS0 reboot=k \
+             panic=1 pci=off init=/sbin/fc-init -- /bin/service\"\n",
+            files.kernel.display()
+        ),
     )
+    .unwrap();
+    for (name, node_type, extra) in [
+        (
+            "billing",
+            "backend",
+            "port_forwards:\n  - host_port: 19090\n    vm_port: 8080\n",
+        ),
+        (
+            "shop",
+            "web",
+            "cross_node_links:\n  - service: billing\n    env: BILLING_ADDR\n    \
+             host_port: 19090\n    protocol: http\nnode_host_ip_env: NODE_IP\n",
+        ),
+    ] {
+        // Each guest boots its own copy of the image, because two guests never share one
+        // writable root drive.
+        let image = files.image.with_file_name(format!("{name}.ext4"));
+        std::fs::copy(&files.image, &image).unwrap();
+        std::fs::write(
+            input.join(format!("services/{name}.yaml")),
+            format!(
+                "name: {name}\nimage: {}\nnode_type: {node_type}\nnetwork: true\nenv:\n  SERVICE_NAME: {name}\n{extra}",
+                image.display()
+            ),
+        )
+        .unwrap();
+    }
 }
 
-/// Finds a process of the guest whose environment sets `SERVICE_NAME=<name>`.
-fn guest_pid(name: &str) -> Option<i32> {
-    let needle = format!("SERVICE_NAME={name}");
-    std::fs::read_dir("/proc")
-        .ok()?
-        .flatten()
-        .find_map(|entry| {
-            let pid: i32 = entry.file_name().to_string_lossy().parse().ok()?;
-            let environ = std::fs::read(entry.path().join("environ")).ok()?;
-            let comm = std::fs::read_to_string(entry.path().join("comm")).ok()?;
-            let matches = comm.trim() == "httpd"
-                && environ
-                    .split(|b| *b == 0)
-                    .any(|var| var == needle.as_bytes());
-            matches.then_some(pid)
-        })
+/// Starts a node named `name` that reads `nodes/<name>.yaml` from `store` and offers
+/// `node_type` to the scheduler.
+fn scheduled_node(tools: &Tools, name: &str, store: &Path, node_type: &str, extra: &str) -> Node {
+    Node::start(
+        tools,
+        &NodeOptions {
+            node: name.to_owned(),
+            labels: vec![name.to_owned()],
+            store: Some(format!("store_type: local\nstore_dir: {}", store.display())),
+            extra_config: format!("node_types: [{node_type}]\n{extra}"),
+            ..NodeOptions::default()
+        },
+    )
+    .unwrap()
 }
 
 #[test]
@@ -51,24 +80,30 @@ fn cross_node_link_reaches_peer() {
     let Some(tools) = Tools::find(test) else {
         return;
     };
-    let node_b = Node::start(
+    let Some(enricher) = workspace_binary("firework-enricher") else {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "{test}: firework-enricher is not built"
+        );
+        eprintln!("skipping {test}: firework-enricher is not built");
+        return;
+    };
+    // Both agents read one directory store and publish their heartbeats into it, as they
+    // would with one bucket. The enricher reads the registry there and writes the configs.
+    let shared = tempfile::Builder::new()
+        .prefix("fwe2e-shared-")
+        .tempdir()
+        .unwrap();
+    let store = shared.path().join("desired");
+    std::fs::create_dir_all(store.join("nodes")).unwrap();
+    let node_b = scheduled_node(&tools, "node-b", &store, "backend", "host_ip: 10.78.0.2\n");
+    let node_a = scheduled_node(
         &tools,
-        &NodeOptions {
-            node: "node-b".to_owned(),
-            extra_config: "host_ip: 10.78.0.2\n".to_owned(),
-            ..NodeOptions::default()
-        },
-    )
-    .unwrap();
-    let node_a = Node::start(
-        &tools,
-        &NodeOptions {
-            node: "node-a".to_owned(),
-            extra_config: "host_ip: 10.78.0.1\nout_interface: fwpeer\n".to_owned(),
-            ..NodeOptions::default()
-        },
-    )
-    .unwrap();
+        "node-a",
+        &store,
+        "web",
+        "host_ip: 10.78.0.1\nout_interface: fwpeer\n",
+    );
     if !node_a.runs_guests() {
         eprintln!("skipping {test}: needs guest mode and build/example-rootfs.ext4");
         return;
@@ -83,30 +118,57 @@ fn cross_node_link_reaches_peer() {
             .unwrap();
     }
 
-    node_b
-        .write_label(
-            "web",
-            &label(
-                &node_b,
-                "billing",
-                "    port_forwards:\n      - host_port: 19090\n        vm_port: 8080\n",
-            ),
-        )
+    // Each agent publishes its heartbeat on its first tick, even without a node config.
+    for node in [&node_a, &node_b] {
+        node.reconcile().unwrap();
+    }
+    for name in ["node-a", "node-b"] {
+        let record = store.join(format!("registry/nodes/{name}.json"));
+        wait_until("the heartbeat", Duration::from_secs(20), || {
+            record.is_file().then_some(())
+        })
         .unwrap();
+    }
+
+    let input = shared.path().join("input");
+    let files = GuestFiles {
+        image: shared.path().join("rootfs.ext4"),
+        kernel: node_a.guest_files().kernel,
+    };
+    std::fs::copy(node_a.guest_files().image, &files.image).unwrap();
+    write_input(&input, &files);
+    let render = Command::new(&enricher)
+        .arg("render")
+        .arg("--input")
+        .arg(&input)
+        .arg("--output")
+        .arg(&store)
+        .arg("--schedule")
+        .arg("--registry")
+        .arg(&store)
+        .output()
+        .unwrap();
+    assert!(
+        render.status.success(),
+        "render failed: {}",
+        String::from_utf8_lossy(&render.stderr)
+    );
+
+    // The scheduler put each service on the node with its type, and the enricher resolved
+    // the link to node B's host IP and billing's host port.
+    let config_a = std::fs::read_to_string(store.join("nodes/node-a.yaml")).unwrap();
+    let config_b = std::fs::read_to_string(store.join("nodes/node-b.yaml")).unwrap();
+    assert!(config_a.contains("name: shop"), "{config_a}");
+    assert!(!config_a.contains("name: billing"), "{config_a}");
+    assert!(config_b.contains("name: billing"), "{config_b}");
+    assert!(
+        config_a.contains("BILLING_ADDR: http://10.78.0.2:19090"),
+        "{config_a}"
+    );
+    assert!(config_a.contains("NODE_IP: \"10.78.0.1\""), "{config_a}");
+
     node_b.reconcile().unwrap();
     node_b.wait_running("billing", BOOT).unwrap();
-    // The resolved form of `cross_node_links: [{service: billing, env: BILLING_ADDR,
-    // host_port: 19090}]` on node A, as the enricher writes it with the scheduler.
-    node_a
-        .write_label(
-            "web",
-            &label(
-                &node_a,
-                "shop",
-                "      BILLING_ADDR: http://10.78.0.2:19090\n",
-            ),
-        )
-        .unwrap();
     node_a.reconcile().unwrap();
     node_a.wait_running("shop", BOOT).unwrap();
 
@@ -120,8 +182,11 @@ fn cross_node_link_reaches_peer() {
     .unwrap();
     assert_eq!(from_host.trim(), "hello from billing");
 
-    // The guest on node A sees the address and reaches B from its own namespace.
-    let pid = wait_until("the shop guest", BOOT, || guest_pid("shop")).unwrap();
+    // The guest on node A has the resolved address and reaches B from its own namespace.
+    let pid = wait_until("the shop guest", BOOT, || {
+        guest_httpd_pid("SERVICE_NAME=shop")
+    })
+    .unwrap();
     let guest_netns = std::fs::read_link(format!("/proc/{pid}/ns/net")).unwrap();
     let node_netns =
         std::fs::read_link(format!("/proc/{}/ns/net", node_a.agent_pid().unwrap())).unwrap();
@@ -137,7 +202,7 @@ fn cross_node_link_reaches_peer() {
         "the guest has no BILLING_ADDR"
     );
     let from_guest = wait_until("billing from the shop guest", BOOT, || {
-        let output = std::process::Command::new("nsenter")
+        let output = Command::new("nsenter")
             .args(["-t", &pid.to_string(), "-n", "curl", "-fsS", "-m", "1"])
             .arg("http://10.78.0.2:19090/")
             .output()

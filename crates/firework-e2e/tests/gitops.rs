@@ -36,20 +36,21 @@ fn service(files: &GuestFiles, name: &str, level: &str) -> (String, String) {
     let text = format!(
         "name: {name}\nimage: {image}\nnode_type: web\nnetwork: true\n\
          env:\n  SERVICE_NAME: {name}\n  LOG_LEVEL: {level}\n\
-         metadata:\n  host: {name}.e2e.localhost\n",
+         metadata:\n  host: {name}.e2e.localhost\n\
+         health_check:\n  type: http\n  port: 8080\n  path: /healthz\n  interval: 1s\n  \
+         timeout: 1s\n  retries: 3\n",
         image = image.display()
     );
     (format!("services/{name}.yaml"), text)
 }
 
-fn start(test: &str, guest: bool) -> Option<Loop> {
+fn start(test: &str) -> Option<Loop> {
     if !require_root(test) {
         return None;
     }
     let tools = Tools::find(test)?;
     let gitops = GitopsTools::find(test)?;
     let options = NodeOptions {
-        guest,
         store: Some(format!(
             "store_type: s3\ns3_bucket: {BUCKET}\ns3_prefix: e2e/\ns3_region: garage\n\
              s3_endpoint_url: {S3_ENDPOINT}"
@@ -94,7 +95,7 @@ fn start(test: &str, guest: bool) -> Option<Loop> {
 
 #[test]
 fn webhook_push_starts_service() {
-    let Some(gitops) = start("webhook_push_starts_service", true) else {
+    let Some(gitops) = start("webhook_push_starts_service") else {
         return;
     };
     let node = &gitops.node;
@@ -125,19 +126,65 @@ fn webhook_push_starts_service() {
     .unwrap();
     assert_eq!(body.trim(), "hello from cart");
     let route = node.routes_dir().join("firework-local-cart.yaml");
-    if !route.exists() {
-        eprintln!(
-            "skipping the Traefik part of webhook_push_starts_service: the agent wrote no \
-             route file (routes are not wired into firework-agent yet)"
-        );
+    assert!(route.is_file(), "no route file {}", route.display());
+}
+
+#[test]
+fn failing_revision_push_rolls_back() {
+    let Some(gitops) = start("failing_revision_push_rolls_back") else {
+        return;
+    };
+    let node = &gitops.node;
+    if !node.runs_guests() {
+        eprintln!("skipping failing_revision_push_rolls_back: no guest mode or image");
+        return;
     }
+    let before = node.service("shop").unwrap();
+    let files = node.guest_files();
+
+    // The new revision boots and serves, but its probe requests a page the guest does not have.
+    let (path, text) = service(&files, "shop", "debug");
+    let text = text.replace("path: /healthz", "path: /missing");
+    let after = gitops
+        .repo
+        .commit(&[(path, text)], "Probe a page that does not exist")
+        .unwrap();
+    gitops.enricher.push(node, &after).unwrap();
+    node.reconcile().unwrap();
+
+    let rolled_back = wait_until("shop rolled back", Duration::from_secs(90), || {
+        node.service("shop")
+            .filter(|svc| svc["rollout"]["state"] == "rolled back" && svc["state"] == "running")
+    })
+    .unwrap();
+    assert_eq!(rolled_back["spec_hash"], before["spec_hash"]);
+    assert_ne!(rolled_back["pid"], before["pid"]);
+    assert_eq!(rolled_back["guest_ip"], before["guest_ip"]);
+    let error = rolled_back["last_error"].as_str().unwrap_or_default();
+    assert!(error.contains("rolled back"), "{error}");
+
+    // The rolled-back spec stays held on the next tick: the published revision is unchanged.
+    let last_start = node.status().unwrap()["last_tick"]["started_at"].clone();
+    node.reconcile().unwrap();
+    let status = wait_until("a tick after the rollback", Duration::from_secs(20), || {
+        let status = node.status().ok()?;
+        (status["last_tick"]["started_at"] != last_start).then_some(status)
+    })
+    .unwrap();
+    let held = status["last_tick"]["held"].to_string();
+    assert!(held.contains("shop"), "shop is not held: {held}");
+    assert_eq!(node.service("shop").unwrap()["pid"], rolled_back["pid"]);
 }
 
 #[test]
 fn garage_outage_then_converges() {
-    let Some(mut gitops) = start("garage_outage_then_converges", false) else {
+    let Some(mut gitops) = start("garage_outage_then_converges") else {
         return;
     };
+    if !gitops.node.runs_guests() {
+        eprintln!("skipping garage_outage_then_converges: no guest mode or image to probe");
+        return;
+    }
     let before = gitops.node.service("shop").unwrap();
 
     gitops.garage.stop();

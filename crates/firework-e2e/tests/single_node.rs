@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use firework_e2e::node::{GuestFiles, Node, NodeOptions, process_alive};
+use firework_e2e::node::{GuestFiles, Node, NodeOptions, guest_httpd_pid, process_alive};
 use firework_e2e::{Tools, require_root, wait_until};
 
 const BOOT: Duration = Duration::from_secs(30);
@@ -79,18 +79,10 @@ fn new_service_is_reachable() {
     );
 
     let route = node.routes_dir().join("firework-local-shop.yaml");
-    if wait_until("the route file", Duration::from_secs(5), || {
+    wait_until("the route file", Duration::from_secs(5), || {
         route.is_file().then_some(())
     })
-    .is_err()
-    {
-        eprintln!(
-            "skipping the Traefik part of new_service_is_reachable: the agent wrote no route \
-             file {} (routes are not wired into firework-agent yet)",
-            route.display()
-        );
-        return;
-    }
+    .unwrap();
     if !node.runs_guests() {
         eprintln!(
             "skipping the HTTP part of new_service_is_reachable: no guest mode in fc-emulator \
@@ -111,7 +103,6 @@ fn broken_spec_changes_nothing() {
 }
 
 #[test]
-#[ignore = "the agent restarts VMs whose guest wrote to the root drive: image_version is the image mtime"]
 fn broken_spec_keeps_guests() {
     broken_spec_case("broken_spec_keeps_guests", true);
 }
@@ -161,7 +152,6 @@ fn agent_sigkill_keeps_vms() {
 }
 
 #[test]
-#[ignore = "the agent restarts VMs whose guest wrote to the root drive: image_version is the image mtime"]
 fn agent_sigkill_keeps_guests() {
     agent_sigkill_case("agent_sigkill_keeps_guests", true);
 }
@@ -287,35 +277,48 @@ fn deleted_service_leaves_nothing() {
 
 #[test]
 fn failing_health_rolls_back() {
-    if !require_root("failing_health_rolls_back") {
-        return;
-    }
-    let Some(tools) = Tools::find("failing_health_rolls_back") else {
+    let Some((_tools, node)) = setup("failing_health_rolls_back", false) else {
         return;
     };
-    let agent = std::fs::read(&tools.agent).unwrap();
-    if !agent.windows(15).any(|w| w == b"firework_health") {
+    if !node.runs_guests() {
         eprintln!(
-            "skipping failing_health_rolls_back: firework-agent has no health gating yet \
-             (the firework-health crate is not linked into it)"
+            "skipping failing_health_rolls_back: needs guest mode and build/example-rootfs.ext4"
         );
         return;
     }
-    let node = Node::start(&tools, &NodeOptions::default()).unwrap();
     let files = node.guest_files();
     node.write_label("web", &label(&[service(&files, "shop", "v1")]))
         .unwrap();
     node.reconcile().unwrap();
     let before = node.wait_running("shop", BOOT).unwrap();
 
-    // Revision 2 checks a port nothing listens on, so it never becomes healthy.
+    // Revision 2 boots and serves, but its probe requests a page the guest does not have.
     let broken = service(&files, "shop", "v2").replace(
         "    env:\n",
-        "    health_check:\n      type: tcp\n      port: 9\n      interval: 1s\n      \
-         timeout: 1s\n      retries: 1\n    env:\n",
+        "    health_check:\n      type: http\n      port: 8080\n      path: /missing\n      \
+         interval: 1s\n      timeout: 1s\n      retries: 3\n    env:\n",
     );
     node.write_label("web", &label(&[broken])).unwrap();
     node.reconcile().unwrap();
+    // `/status` shows the rollout when the tick ends, so the revision-2 guest is found by
+    // its environment. It booted, and serves on the address that the first guest had.
+    let revision_2 = wait_until("the revision-2 guest", BOOT, || {
+        guest_httpd_pid("GREETING=v2")
+    })
+    .unwrap();
+    let ip = before["guest_ip"].as_str().unwrap().to_owned();
+    let body = wait_until("the revision-2 guest answering", BOOT, || {
+        node.netns()
+            .output("curl", &["-fsS", "-m", "1", &format!("http://{ip}:8080/")])
+            .ok()
+    })
+    .unwrap();
+    assert_eq!(body.trim(), "hello from shop");
+    assert!(
+        process_alive(i64::from(revision_2)),
+        "the revision-2 guest stopped before it answered"
+    );
+
     let rolled_back = wait_until("shop rolled back", Duration::from_secs(60), || {
         node.service("shop").filter(|svc| {
             svc["state"] == "running"
@@ -333,4 +336,8 @@ fn failing_health_rolls_back() {
     assert!(error.contains("rolled back"), "{error}");
     // The revision-2 VM replaced the first one and was replaced again by the rollback.
     assert_ne!(rolled_back["pid"], before["pid"]);
+    wait_until("the revision-2 guest gone", Duration::from_secs(10), || {
+        (!process_alive(i64::from(revision_2))).then_some(())
+    })
+    .unwrap();
 }
