@@ -144,6 +144,7 @@ impl Bench {
             network: None,
             capacity_check: false,
             reserved: Resources::default(),
+            capacity_override: Default::default(),
             executor: firework_agent::executor::ExecutorSettings {
                 parallelism: firework_agent::executor::default_parallelism(),
                 strategy: UpdateStrategy::AllAtOnce,

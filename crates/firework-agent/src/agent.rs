@@ -20,7 +20,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tracing::{Instrument, debug, error, info, info_span, warn};
 
-use crate::capacity::{CapacityReader, CapacitySource};
+use crate::capacity::{CapacityOverride, CapacityReader, CapacitySource};
 use crate::desired::{
     BuildContext, LabeledService, build_desired, explicit_empty_labels, merge_labels,
 };
@@ -75,6 +75,9 @@ pub struct AgentSettings {
     pub capacity_check: bool,
     /// CPU and memory kept for the host.
     pub reserved: Resources,
+    /// vCPUs and memory that replace the host's figures in the capacity check and the
+    /// heartbeat, each when set.
+    pub capacity_override: CapacityOverride,
     /// Parallelism and update strategy.
     pub executor: ExecutorSettings,
     /// Deletes that remove at least this share of the running VMs at once need an
@@ -111,6 +114,10 @@ impl AgentSettings {
             reserved: Resources {
                 vcpus: config.reserved_vcpus,
                 memory_mb: config.reserved_memory_mb,
+            },
+            capacity_override: CapacityOverride {
+                vcpus: config.capacity_vcpus,
+                memory_mb: config.capacity_memory_mb,
             },
             executor: ExecutorSettings {
                 parallelism: default_parallelism(),
@@ -246,13 +253,14 @@ impl Agent {
             &mut parts.capacity,
             Box::new(crate::capacity::ProcCapacity::default()),
         );
+        let capacity = CapacityReader::new(settings.capacity_override.wrap(capacity));
         Ok(Agent {
             records: StateLayout::new(&settings.state_dir),
             settings,
             parts,
             cache: DesiredStateCache::new(backend),
             intents,
-            capacity: CapacityReader::new(capacity),
+            capacity,
             failures: BTreeMap::new(),
             generations: BTreeMap::new(),
             rollouts: BTreeMap::new(),

@@ -40,6 +40,49 @@ impl CapacitySource for ProcCapacity {
     }
 }
 
+/// Configured vCPUs and memory that replace what a [`CapacitySource`] reads, each when set.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CapacityOverride {
+    /// vCPUs in place of the host's CPU count.
+    pub vcpus: Option<u32>,
+    /// Memory in MiB in place of the host's `MemTotal`.
+    pub memory_mb: Option<u64>,
+}
+
+impl CapacityOverride {
+    /// Returns `source` itself when nothing is overridden, otherwise a source that reads
+    /// `source` and replaces the overridden figures.
+    pub fn wrap(self, source: Box<dyn CapacitySource>) -> Box<dyn CapacitySource> {
+        if self == CapacityOverride::default() {
+            return source;
+        }
+        Box::new(OverriddenCapacity {
+            source,
+            settings: self,
+        })
+    }
+}
+
+#[derive(Debug)]
+struct OverriddenCapacity {
+    source: Box<dyn CapacitySource>,
+    settings: CapacityOverride,
+}
+
+impl CapacitySource for OverriddenCapacity {
+    fn read(&self) -> io::Result<Resources> {
+        // Both figures written: the host is not read at all, so a host without /proc works.
+        if let (Some(vcpus), Some(memory_mb)) = (self.settings.vcpus, self.settings.memory_mb) {
+            return Ok(Resources { vcpus, memory_mb });
+        }
+        let host = self.source.read()?;
+        Ok(Resources {
+            vcpus: self.settings.vcpus.unwrap_or(host.vcpus),
+            memory_mb: self.settings.memory_mb.unwrap_or(host.memory_mb),
+        })
+    }
+}
+
 /// Counts the `processor` entries of `/proc/cpuinfo`.
 pub fn parse_cpu_count(cpuinfo: &str) -> io::Result<u32> {
     let count = cpuinfo
@@ -155,5 +198,69 @@ mod tests {
         let resources = ProcCapacity::default().read().unwrap();
         assert!(resources.vcpus >= 1);
         assert!(resources.memory_mb >= 1);
+    }
+
+    #[derive(Debug)]
+    struct Fixed(io::Result<Resources>);
+
+    impl CapacitySource for Fixed {
+        fn read(&self) -> io::Result<Resources> {
+            match &self.0 {
+                Ok(resources) => Ok(*resources),
+                Err(error) => Err(io::Error::new(error.kind(), error.to_string())),
+            }
+        }
+    }
+
+    fn host() -> Box<dyn CapacitySource> {
+        Box::new(Fixed(Ok(Resources {
+            vcpus: 2,
+            memory_mb: 4096,
+        })))
+    }
+
+    #[test]
+    fn override_replaces_each_figure() {
+        let vcpus_only = CapacityOverride {
+            vcpus: Some(16),
+            memory_mb: None,
+        };
+        let read = vcpus_only.wrap(host()).read().unwrap();
+        assert_eq!(read.vcpus, 16);
+        assert_eq!(read.memory_mb, 4096);
+
+        let memory_only = CapacityOverride {
+            vcpus: None,
+            memory_mb: Some(1024),
+        };
+        let read = memory_only.wrap(host()).read().unwrap();
+        assert_eq!(read.vcpus, 2);
+        assert_eq!(read.memory_mb, 1024);
+
+        let read = CapacityOverride::default().wrap(host()).read().unwrap();
+        assert_eq!(read.vcpus, 2);
+        assert_eq!(read.memory_mb, 4096);
+    }
+
+    #[test]
+    fn override_of_both_skips_host() {
+        let failing: Box<dyn CapacitySource> = Box::new(Fixed(Err(io::Error::other("no /proc"))));
+        let both = CapacityOverride {
+            vcpus: Some(8),
+            memory_mb: Some(2048),
+        };
+        let read = both.wrap(failing).read().unwrap();
+        assert_eq!(read.vcpus, 8);
+        assert_eq!(read.memory_mb, 2048);
+
+        let failing: Box<dyn CapacitySource> = Box::new(Fixed(Err(io::Error::other("no /proc"))));
+        let error = CapacityOverride {
+            vcpus: Some(8),
+            memory_mb: None,
+        }
+        .wrap(failing)
+        .read()
+        .unwrap_err();
+        assert_eq!(error.to_string(), "no /proc");
     }
 }

@@ -144,9 +144,9 @@ fn create_update_delete_through_emulator() {
 }
 
 #[test]
-fn heartbeat_publishes_node_types() {
+fn heartbeat_publishes_types_and_capacity() {
     let Some(mut node) = Node::new() else { return };
-    node.extra_config = "node_types: [general, web]\n".to_owned();
+    node.extra_config = "node_types: [general, web]\ncapacity_vcpus: 64\n".to_owned();
     node.start_agent();
 
     // A new node has no nodes/web.yaml yet, and still announces itself to the scheduler.
@@ -161,6 +161,9 @@ fn heartbeat_publishes_node_types() {
     // `web` is a label already, so only `general` is added; only nodes/web.yaml is read.
     let record: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
     assert_eq!(record["labels"], serde_json::json!(["web", "general"]));
+    // capacity_vcpus replaces the host's CPU count; the memory is still the host's.
+    assert_eq!(record["capacity"]["vcpus"], 64);
+    assert!(record["capacity"]["memory_mb"].as_u64().unwrap() >= 1);
 
     node.write_label("web", &[node.service("alpha", "")]);
     node.reconcile();

@@ -224,6 +224,23 @@ fn rollout_gate_rules() {
 }
 
 #[test]
+fn capacity_override_rules() {
+    let config = parse("store_type: local\ncapacity_vcpus: 16\n");
+    assert_eq!(config.capacity_vcpus, Some(16));
+    assert_eq!(config.capacity_memory_mb, None);
+    assert_one_error(
+        "store_type: local\ncapacity_vcpus: 0\n",
+        "capacity_vcpus",
+        "invalid capacity_vcpus 0: it must be at least 1, or left out to use the host's",
+    );
+    assert_one_error(
+        "store_type: local\ncapacity_memory_mb: 0\n",
+        "capacity_memory_mb",
+        "invalid capacity_memory_mb 0: it must be at least 1, or left out to use the host's",
+    );
+}
+
+#[test]
 fn delete_guard_percent_rules() {
     assert_eq!(
         parse("store_type: local\ndelete_guard_percent: 50\n").delete_guard_percent,

@@ -217,6 +217,7 @@ impl World {
             network: None,
             capacity_check: false,
             reserved: Resources::default(),
+            capacity_override: Default::default(),
             executor: firework_agent::executor::ExecutorSettings {
                 parallelism: 4,
                 strategy: UpdateStrategy::AllAtOnce,

@@ -173,6 +173,13 @@ pub struct AgentConfig {
     pub host_ip: Option<IpAddr>,
     /// Capacity guard on or off.
     pub enable_capacity_check: bool,
+    /// vCPUs the node offers in place of the host's CPU count. A value above the CPU count
+    /// overcommits vCPUs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub capacity_vcpus: Option<u32>,
+    /// Memory in MiB the node offers in place of the host's `MemTotal`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub capacity_memory_mb: Option<u64>,
     /// vCPUs kept back for the host.
     pub reserved_vcpus: u32,
     /// Memory kept back for the host, in MiB.
@@ -245,6 +252,8 @@ const AGENT_KEYS: &[&str] = &[
     "network_isolation",
     "host_ip",
     "enable_capacity_check",
+    "capacity_vcpus",
+    "capacity_memory_mb",
     "reserved_vcpus",
     "reserved_memory_mb",
     "update_strategy",
@@ -427,6 +436,25 @@ fn decode_rollout_gate(decoder: &mut Decoder, fields: &Fields<'_>) -> (GoDuratio
         );
     }
     (deadline, min_ready)
+}
+
+/// Decodes an optional whole number that must be at least 1 when written.
+fn positive<T>(decoder: &mut Decoder, fields: &Fields<'_>, key: &str) -> Option<T>
+where
+    T: std::str::FromStr + TryFrom<u64> + PartialEq + Default,
+{
+    let value = decoder.opt_integer::<T>(fields, key)?;
+    if value != T::default() {
+        return Some(value);
+    }
+    let at = fields.get(key).map_or(fields.position, |n| n.position);
+    decoder.error(
+        "invalid-value",
+        key,
+        at,
+        format!("invalid {key} 0: it must be at least 1, or left out to use the host's"),
+    );
+    None
 }
 
 /// Decodes `delete_guard_percent`, 1 to 100, default 100.
@@ -737,6 +765,8 @@ fn decode_agent(
         enable_capacity_check: decoder
             .opt_boolean(fields, "enable_capacity_check")
             .unwrap_or(true),
+        capacity_vcpus: positive(decoder, fields, "capacity_vcpus"),
+        capacity_memory_mb: positive(decoder, fields, "capacity_memory_mb"),
         reserved_vcpus: decoder.opt_integer(fields, "reserved_vcpus").unwrap_or(0),
         reserved_memory_mb: decoder
             .opt_integer(fields, "reserved_memory_mb")
