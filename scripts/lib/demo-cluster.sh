@@ -1,6 +1,7 @@
-# Cluster mode of scripts/demo.sh: Git repository -> signed webhook -> enricher -> Garage
-# -> two agents, each in its own network namespace with its own Traefik. Sourced by
-# demo.sh after demo-common.sh; uses its variables and functions.
+# Cluster mode of scripts/demo.sh: Git repository -> signed webhook -> enricher with the
+# scheduler -> Garage -> two agents, each in its own network namespace with its own Traefik.
+# The agents publish heartbeats to Garage, and the enricher places every service on a node
+# from them. Sourced by demo.sh after demo-common.sh; uses its variables and functions.
 
 GARAGE_S3=10.77.0.1:3900
 GARAGE_RPC=127.0.0.1:3901
@@ -82,7 +83,8 @@ EOF
     export AWS_REGION=garage AWS_DEFAULT_REGION=garage
 }
 
-# Makes the Git repository from examples/input with the image and kernel paths rewritten.
+# Makes the Git repository from examples/input with the image and kernel paths rewritten and
+# every guest port set to 8080, where the example image's web server listens.
 make_repo() {
     step "Git repository $CLUSTER/repo.git from examples/input"
     if [ -d "$CLUSTER/repo.git" ]; then
@@ -93,12 +95,12 @@ make_repo() {
     mkdir -p "$src"
     git init -q -b main "$src"
     cp "$REPO/examples/input/defaults.yaml" "$src/"
-    cp -r "$REPO/examples/input/services" "$src/"
-    skipped "tenants/ is left out: a tenant variant boots its base service's image, and two"
-    skipped "guests cannot share one writable root drive"
-    # Images: /var/lib/images/<name>-rootfs.ext4 -> one copy of the example image each.
-    for svc in $(grep -ho '/var/lib/images/[a-z0-9-]*-rootfs.ext4' "$src"/services/*.yaml | sort -u); do
-        svc="$(basename "$svc" -rootfs.ext4)"
+    cp -r "$REPO/examples/input/services" "$REPO/examples/input/tenants" "$src/"
+    # Images: each guest boots its own copy of the example image, because two guests cannot
+    # share one writable root drive. A tenant copy of a base service gets the base image's
+    # file name with the tenant id in front (acme-api.ext4), so it has its own file too.
+    local images="api cache billing acme-api acme-cache globex-reports"
+    for svc in $images; do
         [ -s "$WORK/images/$svc.ext4" ] || cp "$WORK/images/example-rootfs.ext4" "$WORK/images/$svc.ext4"
     done
     sed -i -E \
@@ -106,10 +108,20 @@ make_repo() {
         -e "s|/var/lib/images/([a-z0-9-]+)-rootfs.ext4|$WORK/images/\\1.ext4|" \
         -e 's|(init=/sbin/fc-init)( -- [^"]*)?"|\1 -- /bin/service"|' \
         -e 's|^memory_mb: .*|memory_mb: 128|' -e 's|^vcpus: .*|vcpus: 1|' \
+        -e 's|^(  +)(port\|vm_port): [0-9]+$|\1\2: 8080|' \
+        -e 's|^(  +path): /.*$|\1: /healthz|' \
         -e 's|host: ([a-z0-9-]+)\.example\.com|host: \1.demo.localhost|' \
-        "$src/defaults.yaml" "$src"/services/*.yaml
-    for f in "$src"/services/*.yaml; do
-        svc="$(sed -n 's/^name: //p' "$f")"
+        -e 's|host: ([a-z0-9-]+)\.([a-z0-9-]+)\.example\.com|host: \1.\2.demo.localhost|' \
+        "$src/defaults.yaml" "$src"/services/*.yaml "$src"/tenants/*/*.yaml
+    # api and its tenant copy acme-api share anti_affinity_group api, which needs two nodes
+    # of type web; this demo has one.
+    sed -i '/^anti_affinity_group:/d' "$src/services/api.yaml"
+    skipped "anti_affinity_group is removed from api: the demo has one node of type web"
+    for f in "$src"/services/*.yaml "$src"/tenants/*/*.yaml; do
+        case "$f" in
+            */services/*) svc="$(sed -n 's/^name: //p' "$f")" ;;
+            *) svc="$(basename "$(dirname "$f")")-$(basename "$f" .yaml)" ;;
+        esac
         grep -q '^env:' "$f" || printf 'env:\n' >> "$f"
         sed -i "s|^env:|env:\n  SERVICE_NAME: $svc|" "$f"
     done
@@ -118,6 +130,7 @@ make_repo() {
     git clone -q --bare "$src" "$CLUSTER/repo.git"
     git -C "$src" remote add origin "$CLUSTER/repo.git"
     info "services: $(cd "$src/services" && ls | tr '\n' ' ')"
+    info "tenants:  $(cd "$src/tenants" && ls -d */* | tr '\n' ' ')"
 }
 
 start_enricher() {
@@ -128,6 +141,7 @@ listen: $ENRICHER
 repository: file://$CLUSTER/repo.git
 branch: main
 output: s3://firework/cluster
+registry: s3://firework/cluster
 s3_endpoint: http://$GARAGE_S3
 s3_region: garage
 secret_file: $CLUSTER/webhook-secret
@@ -150,17 +164,54 @@ send_webhook() {
     echo
 }
 
+# start_cluster_node NAME NS INDEX NODE_TYPE: an agent that reads nodes/NAME.yaml, which the
+# scheduler writes, and offers NODE_TYPE and 8 vCPUs (more than this host has: vCPUs are
+# overcommitted) in its heartbeat.
 start_cluster_node() {
-    local name="$1" ns="$2" index="$3" label="$4" dir="$CLUSTER/$1"
-    step "Node $name: namespace $ns, host_ip 10.77.0.$((10 + index)), label $label"
+    local name="$1" ns="$2" index="$3" node_type="$4" dir="$CLUSTER/$1"
+    step "Node $name: namespace $ns, host_ip 10.77.0.$((10 + index)), node type $node_type"
     setup_netns "$ns" "$index"
     write_agent_config "$name" "$dir" "store_type: s3
 s3_bucket: firework
 s3_prefix: cluster/
 s3_region: garage
 s3_endpoint_url: http://$GARAGE_S3
-host_ip: 10.77.0.$((10 + index))" "$label" 30s
+host_ip: 10.77.0.$((10 + index))
+node_types: [$node_type]
+capacity_vcpus: 8" "$name" 30s
     start_node "$name" "$ns" "$dir"
+}
+
+# first_render: sends the webhook until the enricher has placed and published the input. A
+# render fails until both agents' heartbeats are in Garage, because no live node has the
+# node type of some service before that.
+first_render() {
+    step "First render: a signed push webhook for the initial commit"
+    local attempt runs
+    for attempt in 1 2 3 4 5 6 7 8 9 10; do
+        runs="$(enricher_runs_ok)"
+        send_webhook
+        if wait_for 15 enricher_ran_after "${runs:-0}"; then
+            info "the enricher placed every service and published nodes/<node>.yaml and index.json to s3://firework/cluster/"
+            return 0
+        fi
+        info "attempt $attempt: no successful render yet:"
+        enricher_errors | tail -n 1
+        sleep 2
+    done
+    die "the enricher did not publish within 10 attempts (log: $WORK/logs/enricher.log)"
+}
+
+# show_placement: prints which node runs which service, from each agent's /status.
+show_placement() {
+    local ns node
+    for node in node-a:$NS1 node-b:$NS2; do
+        ns="${node#*:}"
+        info "${node%%:*}: $(in_ns "$ns" curl -fsS "http://$API/status" | python3 -c '
+import json, sys
+print(" ".join(sorted(v["name"] for v in json.load(sys.stdin)["services"])))
+')"
+    done
 }
 
 run_cluster() {
@@ -172,29 +223,31 @@ run_cluster() {
     start_garage
     make_repo
     start_enricher
-    step "First render: a signed push webhook for the initial commit"
-    local runs
-    runs="$(enricher_runs_ok)"
-    send_webhook
-    if ! wait_for 60 enricher_ran_after "${runs:-0}"; then
-        enricher_errors
-        die "the enricher did not publish within 60 s (log: $WORK/logs/enricher.log)"
-    fi
-    info "the enricher rendered the commit and published nodes/*.yaml to s3://firework/cluster/"
+    # The agents start first: until the scheduler has seen their heartbeats, it has no node
+    # to place a service on.
     start_cluster_node node-a "$NS1" 1 web
     start_cluster_node node-b "$NS2" 2 backend
+    first_render
     in_ns "$NS1" curl -fsS -X POST "http://$API/v1/reconcile" >/dev/null
     in_ns "$NS2" curl -fsS -X POST "http://$API/v1/reconcile" >/dev/null
     wait_for 60 rolled "$NS1" api none || info "api is not running on node-a after 60 s"
     wait_for 60 rolled "$NS2" billing none || info "billing is not running on node-b after 60 s"
+    step "Placement by the scheduler (node type web -> node-a, backend -> node-b)"
+    show_placement
     step "node-a status"
     status_table "$NS1" "$API"
     step "node-b status"
     status_table "$NS2" "$API"
     ensure_routes "$NS1" "$CLUSTER/node-a"
     show_curl "$NS1" api.demo.localhost /
-    skipped "cross-node links (api -> billing) stay unresolved: the enricher resolves them only"
-    skipped "with --schedule, which this demo does not run"
+    show_curl "$NS1" api.acme.demo.localhost /
+    step "Cross-node link: the enricher set api's BILLING_ADDR to node-b's host_ip and billing's host port"
+    show_curl "$NS1" api.demo.localhost /cgi-bin/env | grep -E 'BILLING_ADDR|NODE_IP|CACHE_URL' || info "no BILLING_ADDR in api's environment"
+    printf '    $ ip netns exec %s curl http://10.77.0.12:19090/\n' "$NS1"
+    if [ "$GUEST_MODE" -eq 1 ]; then
+        wait_for 20 in_ns "$NS1" curl -fsS -m 2 http://10.77.0.12:19090/ >/dev/null || true
+        in_ns "$NS1" curl -sS -m 2 http://10.77.0.12:19090/ 2>&1 | sed 's/^/    /'
+    fi
 
     local run
     for run in $(seq 1 "${FIREWORK_DEMO_GITOPS_RUNS:-1}"); do
