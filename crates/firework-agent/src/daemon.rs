@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use firework_model::agent::AgentConfig;
 use firework_store::{StoreSettings, open_store};
-use firework_vmm::{JailerConfig, RuntimeConfig, VmEvent, VmRuntime};
+use firework_vmm::{CgroupLimits, JailerConfig, RuntimeConfig, VmEvent, VmRuntime};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
 use tracing::{debug, error, info, warn};
@@ -57,8 +57,8 @@ fn network_driver(config: &AgentConfig, setup: bool) -> Option<Arc<dyn NetDriver
     }
 }
 
-/// Builds the VM runtime settings: jailer mode when `use_jailer` is set. The jailer gets
-/// no cgroup limits; the agent config has no keys for them.
+/// Builds the VM runtime settings: jailer mode when `use_jailer` is set, with cgroup v2
+/// limits for each VM when `jailer_parent_cgroup` is set.
 pub fn runtime_config(config: &AgentConfig) -> RuntimeConfig {
     let mut runtime = RuntimeConfig::new(&config.state_dir, &config.firecracker_bin);
     if config.use_jailer {
@@ -67,7 +67,11 @@ pub fn runtime_config(config: &AgentConfig) -> RuntimeConfig {
             uid: config.jailer_uid,
             gid: config.jailer_gid,
             chroot_base_dir: config.chroot_base_dir.clone(),
-            cgroup: None,
+            cgroup: config.jailer_cgroup.as_ref().map(|cgroup| CgroupLimits {
+                cgroup_root: cgroup.root.clone(),
+                parent_cgroup: cgroup.parent.clone(),
+                memory_overhead_mib: cgroup.memory_overhead_mib,
+            }),
         });
     }
     runtime
@@ -388,6 +392,23 @@ mod tests {
                 gid: 456,
                 chroot_base_dir: "/srv/jail".into(),
                 cgroup: None,
+            })
+        );
+    }
+
+    #[test]
+    fn jailer_cgroup_limits_reach_the_runtime() {
+        let runtime = runtime_config(&config(
+            "use_jailer: true\njailer_parent_cgroup: machine.slice/firework\n\
+             jailer_memory_overhead_mib: 32\n",
+        ));
+        let jailer = runtime.jailer.unwrap();
+        assert_eq!(
+            jailer.cgroup,
+            Some(CgroupLimits {
+                cgroup_root: "/sys/fs/cgroup".into(),
+                parent_cgroup: "machine.slice/firework".to_owned(),
+                memory_overhead_mib: 32,
             })
         );
     }

@@ -241,6 +241,45 @@ fn capacity_override_rules() {
 }
 
 #[test]
+fn jailer_cgroup_rules() {
+    let config = parse("store_type: local\njailer_parent_cgroup: firework\n");
+    let cgroup = config.jailer_cgroup.unwrap();
+    assert_eq!(cgroup.parent, "firework");
+    assert_eq!(cgroup.root, PathBuf::from("/sys/fs/cgroup"));
+    assert_eq!(cgroup.memory_overhead_mib, 64);
+    assert_eq!(parse("store_type: local\n").jailer_cgroup, None);
+
+    for parent in ["/firework", "a/../b", "a//b", "fire work", "firework/"] {
+        let errors = errors_of(&format!(
+            "store_type: local\njailer_parent_cgroup: \"{parent}\"\n"
+        ));
+        assert_eq!(errors.len(), 1, "{parent}: {errors:#?}");
+        assert_eq!(errors[0].path, "jailer_parent_cgroup");
+        assert!(
+            errors[0]
+                .message
+                .starts_with(&format!("invalid jailer_parent_cgroup {parent:?}: ")),
+            "{}",
+            errors[0].message
+        );
+    }
+
+    let parsed = parse_agent_config(
+        b"store_type: local\njailer_memory_overhead_mib: 16\n",
+        "agent.yaml",
+        &host,
+    )
+    .unwrap();
+    assert_eq!(parsed.value.jailer_cgroup, None);
+    assert_eq!(parsed.warnings.len(), 1);
+    assert_eq!(parsed.warnings[0].code, "ignored-key");
+    assert_eq!(
+        parsed.warnings[0].message,
+        "jailer_memory_overhead_mib has no effect without jailer_parent_cgroup"
+    );
+}
+
+#[test]
 fn delete_guard_percent_rules() {
     assert_eq!(
         parse("store_type: local\ndelete_guard_percent: 50\n").delete_guard_percent,

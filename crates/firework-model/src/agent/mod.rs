@@ -15,9 +15,14 @@ use crate::duration::GoDuration;
 use crate::names;
 use crate::yaml::{self, Position};
 
+mod jailer;
 mod network;
+mod rollout;
 
+use jailer::decode_cgroup;
 use network::{decode_gateway, decode_subnet};
+pub use rollout::{DEFAULT_MIN_READY, DEFAULT_PROGRESS_DEADLINE};
+use rollout::{decode_delete_guard, decode_rollout_gate};
 
 /// Where the agent reads its desired state from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -213,6 +218,21 @@ pub struct AgentConfig {
     pub jailer_gid: u32,
     /// Base directory of the jails.
     pub chroot_base_dir: PathBuf,
+    /// cgroup v2 limits for jailed VMs, when `jailer_parent_cgroup` is written.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jailer_cgroup: Option<JailerCgroup>,
+}
+
+/// cgroup v2 settings of jailed VMs: each VM gets a cgroup `<parent>/<vm id>` whose
+/// `cpu.max` and `memory.max` follow its vCPUs and memory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct JailerCgroup {
+    /// `jailer_parent_cgroup`: the parent cgroup, relative to the hierarchy's mount point.
+    pub parent: String,
+    /// `jailer_cgroup_root`: the mount point of the cgroup v2 hierarchy.
+    pub root: PathBuf,
+    /// `jailer_memory_overhead_mib`: memory allowed on top of the guest memory, in MiB.
+    pub memory_overhead_mib: u32,
 }
 
 const AGENT_KEYS: &[&str] = &[
@@ -269,6 +289,9 @@ const AGENT_KEYS: &[&str] = &[
     "jailer_uid",
     "jailer_gid",
     "chroot_base_dir",
+    "jailer_parent_cgroup",
+    "jailer_cgroup_root",
+    "jailer_memory_overhead_mib",
 ];
 
 /// Default path of the agent config.
@@ -358,7 +381,12 @@ fn choice<T: Copy>(
     default
 }
 
-fn path_or(decoder: &mut Decoder, fields: &Fields<'_>, key: &str, default: &str) -> PathBuf {
+pub(super) fn path_or(
+    decoder: &mut Decoder,
+    fields: &Fields<'_>,
+    key: &str,
+    default: &str,
+) -> PathBuf {
     match decoder.checked_string(fields, key, key, false, names::check_host_path) {
         Some(value) => PathBuf::from(value),
         None => PathBuf::from(default),
@@ -400,44 +428,6 @@ fn label_list(
     labels
 }
 
-/// Default of `progress_deadline`: the time an updated VM gets to boot and pass its first
-/// health checks.
-pub const DEFAULT_PROGRESS_DEADLINE: GoDuration = GoDuration::from_secs(300);
-/// Default of `min_ready`.
-pub const DEFAULT_MIN_READY: GoDuration = GoDuration::from_secs(10);
-
-/// Decodes `progress_deadline` (positive) and `min_ready`, which must be shorter than the
-/// deadline, because an unprobed service could otherwise never count as ready in time.
-fn decode_rollout_gate(decoder: &mut Decoder, fields: &Fields<'_>) -> (GoDuration, GoDuration) {
-    let position_of = |key: &str| fields.get(key).map_or(fields.position, |n| n.position);
-    let deadline = decoder
-        .opt_duration(fields, "progress_deadline")
-        .unwrap_or(DEFAULT_PROGRESS_DEADLINE);
-    let min_ready = decoder
-        .opt_duration(fields, "min_ready")
-        .unwrap_or(DEFAULT_MIN_READY);
-    if deadline.is_zero() {
-        decoder.error(
-            "invalid-value",
-            "progress_deadline",
-            position_of("progress_deadline"),
-            "invalid progress_deadline 0s: it must be positive".to_string(),
-        );
-        return (DEFAULT_PROGRESS_DEADLINE, min_ready);
-    }
-    if min_ready >= deadline {
-        decoder.error(
-            "invalid-value",
-            "min_ready",
-            position_of("min_ready"),
-            format!(
-                "invalid min_ready {min_ready}: it must be shorter than progress_deadline {deadline}"
-            ),
-        );
-    }
-    (deadline, min_ready)
-}
-
 /// Decodes an optional whole number that must be at least 1 when written.
 fn positive<T>(decoder: &mut Decoder, fields: &Fields<'_>, key: &str) -> Option<T>
 where
@@ -455,26 +445,6 @@ where
         format!("invalid {key} 0: it must be at least 1, or left out to use the host's"),
     );
     None
-}
-
-/// Decodes `delete_guard_percent`, 1 to 100, default 100.
-fn decode_delete_guard(decoder: &mut Decoder, fields: &Fields<'_>) -> u8 {
-    let Some(percent) = decoder.opt_integer::<u64>(fields, "delete_guard_percent") else {
-        return 100;
-    };
-    if let Ok(valid @ 1..=100) = u8::try_from(percent) {
-        return valid;
-    }
-    let at = fields
-        .get("delete_guard_percent")
-        .map_or(fields.position, |n| n.position);
-    decoder.error(
-        "invalid-value",
-        "delete_guard_percent",
-        at,
-        format!("invalid delete_guard_percent {percent}: write a percentage from 1 to 100"),
-    );
-    100
 }
 
 fn decode_agent(
@@ -794,5 +764,6 @@ fn decode_agent(
         jailer_uid: decoder.opt_integer(fields, "jailer_uid").unwrap_or(0),
         jailer_gid: decoder.opt_integer(fields, "jailer_gid").unwrap_or(0),
         chroot_base_dir: path_or(decoder, fields, "chroot_base_dir", "/srv/jailer"),
+        jailer_cgroup: decode_cgroup(decoder, fields),
     })
 }
