@@ -1,6 +1,6 @@
 //! One agent and its tick: fetch, merge, assign networking, resolve links and environment,
-//! sync images, check capacity, plan, apply, sync routes, publish the heartbeat, update the
-//! status.
+//! sync images, check capacity, plan, apply, release the network of deleted VMs, sync
+//! routes, publish the heartbeat, update the status.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr};
@@ -213,6 +213,9 @@ pub struct TickReport {
     pub spec_errors: Vec<(String, String)>,
     /// The apply outcome, empty for a dry run.
     pub apply: ApplyReport,
+    /// Services deleted by the apply whose TAP device, rules or address record could not
+    /// be removed, with the error. The next tick's network step retries them.
+    pub network_errors: Vec<(String, String)>,
     /// The tick-level error: the tick changed nothing, or read a stale store.
     pub error: Option<String>,
 }
@@ -364,7 +367,8 @@ impl Agent {
         let explicit_empty = explicit_empty_labels(&state);
         let actual = self.actual().await;
 
-        let network = match self.assign_network(&services, &actual).await {
+        let network_plan = self.network_plan(&services, &actual);
+        let network = match self.assign_network(network_plan.as_ref()).await {
             Ok(network) => network,
             Err(error) => {
                 let message = error_chain(&error);
@@ -533,6 +537,10 @@ impl Agent {
             );
         }
 
+        if let Some(plan) = &network_plan {
+            report.network_errors = self.release_deleted_networks(plan, &report.apply).await;
+        }
+
         self.register_adopted(&desired, &actual);
         self.collect_image_garbage(&services).await;
         match self.parts.routes.sync(&services, network.as_ref()).await {
@@ -576,16 +584,16 @@ impl Agent {
             .collect()
     }
 
-    /// Assigns addresses (and sets up the host network when enabled) for the desired
-    /// networked services and for live networked VMs that are no longer desired, so a VM
-    /// keeps its TAP until it is deleted.
-    async fn assign_network(
+    /// Builds the network plan of the desired networked services and of live networked
+    /// VMs that are no longer desired, so a VM keeps its TAP until it is deleted. `None`
+    /// without guest networking.
+    fn network_plan(
         &self,
         services: &[LabeledService],
         actual: &BTreeMap<String, ActualVm>,
-    ) -> Result<Option<AppliedNetwork>, TickError> {
-        let (Some(settings), Some(net)) = (&self.settings.network, &self.parts.net) else {
-            return Ok(None);
+    ) -> Option<NetworkPlan> {
+        let (Some(settings), Some(_)) = (&self.settings.network, &self.parts.net) else {
+            return None;
         };
         let mut plan = NetworkPlan {
             bridge: settings.bridge.clone(),
@@ -649,10 +657,76 @@ impl Agent {
         for service in &mut plan.services {
             service.links.retain(|link| networked.contains(link));
         }
-        net.reconcile(&plan)
+        Some(plan)
+    }
+
+    /// Assigns addresses for `plan`, and sets up the host network when enabled.
+    async fn assign_network(
+        &self,
+        plan: Option<&NetworkPlan>,
+    ) -> Result<Option<AppliedNetwork>, TickError> {
+        let (Some(plan), Some(net)) = (plan, &self.parts.net) else {
+            return Ok(None);
+        };
+        net.reconcile(plan)
             .await
             .map(Some)
             .map_err(TickError::Network)
+    }
+
+    /// Reconciles the network plan again without the VMs that `apply` deleted, so their TAP
+    /// devices, nftables rules and address records go in this tick and not in the next one.
+    /// Held, failed and skipped deletes keep their network. When the reconcile fails, returns
+    /// each released service with the error, and the next tick's network step retries.
+    async fn release_deleted_networks(
+        &self,
+        plan: &NetworkPlan,
+        apply: &ApplyReport,
+    ) -> Vec<(String, String)> {
+        let Some(net) = &self.parts.net else {
+            return Vec::new();
+        };
+        let deleted: BTreeSet<&str> = apply
+            .outcomes
+            .iter()
+            .filter(|outcome| outcome.kind == ActionKind::Delete && outcome.error.is_none())
+            .map(|outcome| outcome.service.as_str())
+            .collect();
+        let released: Vec<String> = plan
+            .services
+            .iter()
+            .filter(|service| deleted.contains(service.name.as_str()))
+            .map(|service| service.name.clone())
+            .collect();
+        if released.is_empty() {
+            return Vec::new();
+        }
+
+        let mut remaining = plan.clone();
+        remaining
+            .services
+            .retain(|service| !deleted.contains(service.name.as_str()));
+        for service in &mut remaining.services {
+            service
+                .links
+                .retain(|link| !deleted.contains(link.as_str()));
+        }
+        match net.reconcile(&remaining).await {
+            Ok(_) => {
+                debug!(services = ?released, "removed the network of deleted vms");
+                Vec::new()
+            }
+            Err(error) => {
+                let message = crate::error::error_chain(error.as_ref());
+                released
+                    .into_iter()
+                    .map(|service| {
+                        error!(service = %service, error = %message, "failed to remove the network of the deleted vm; the next tick retries");
+                        (service, message.clone())
+                    })
+                    .collect()
+            }
+        }
     }
 
     /// Holds updates to a plan hash that a rolling update already rolled back.

@@ -81,7 +81,10 @@ pub fn record_apply(metrics: &AgentMetrics, apply: &ApplyReport) {
 
 /// Records the outcome and duration of a tick.
 pub fn record_tick(metrics: &AgentMetrics, report: &TickReport, duration: Duration) {
-    let result = if report.error.is_some() || report.apply.failures().next().is_some() {
+    let failed = report.error.is_some()
+        || report.apply.failures().next().is_some()
+        || !report.network_errors.is_empty();
+    let result = if failed {
         TickResult::Error
     } else if report.plan.has_changes() {
         TickResult::Ok

@@ -1,6 +1,7 @@
 //! The agent with real host networking, inside a network namespace the test creates:
-//! bridge, TAP devices, stable guest addresses, `ip=` and link environment. Needs root,
-//! `ip` and `nft`; prints why and returns otherwise.
+//! bridge, TAP devices, stable guest addresses, `ip=` and link environment, and the removal
+//! of a deleted service's TAP device and rules. Needs root, `ip` and `nft`; prints why and
+//! returns otherwise.
 
 #![allow(clippy::unwrap_used)]
 
@@ -8,10 +9,14 @@ mod support;
 
 use std::fs::File;
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 use std::time::Duration;
 
+use firework_agent::driver::HostNetwork;
+use firework_agent::plan::ActionKind;
 use nix::sched::{CloneFlags, setns};
 use support::process::{Node, wait_until};
+use support::{World, network_settings};
 
 fn skip_unless_root(test: &str) -> bool {
     if !nix::unistd::Uid::effective().is_root() {
@@ -34,8 +39,10 @@ fn skip_unless_root(test: &str) -> bool {
 struct NetNs(String);
 
 impl NetNs {
-    fn new() -> NetNs {
-        let name = format!("fwagent-{}", std::process::id());
+    /// Creates the namespace `fwagent-<tag>-<pid>`. Each test passes its own tag because
+    /// the tests of this file run at the same time in one process.
+    fn new(tag: &str) -> NetNs {
+        let name = format!("fwagent-{tag}-{}", std::process::id());
         let netns = NetNs(name.clone());
         for args in [
             vec!["netns", "add", name.as_str()],
@@ -58,6 +65,19 @@ impl NetNs {
             .args(args)
             .output()
             .unwrap();
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    fn nft_ruleset(&self) -> String {
+        let output = Command::new("ip")
+            .args(["netns", "exec", &self.0, "nft", "list", "ruleset"])
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "nft list ruleset failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
         String::from_utf8_lossy(&output.stdout).into_owned()
     }
 
@@ -88,7 +108,7 @@ fn networked_services_get_taps_addresses_and_links() {
         return;
     }
     let Some(mut node) = Node::new() else { return };
-    let ns = NetNs::new();
+    let ns = NetNs::new("links");
     node.extra_config = "vm_subnet: 172.30.0.0/24\nvm_gateway: 172.30.0.1\nvm_bridge: fwbr0\nnetwork_isolation: true\n"
         .to_owned();
     node.write_config();
@@ -202,4 +222,112 @@ fn networked_services_get_taps_addresses_and_links() {
         alpha_ip
     );
     assert_eq!(status["last_error"], serde_json::Value::Null, "{status}");
+}
+
+/// Returns whether `ip -o link show` output lists the interface `name`.
+fn has_link(links: &str, name: &str) -> bool {
+    links.lines().any(|line| {
+        line.split(": ")
+            .nth(1)
+            .is_some_and(|field| field.split('@').next() == Some(name))
+    })
+}
+
+/// Returns whether `text` contains the IPv4 address `address` itself, not only as the start
+/// of a longer address (172.30.0.5 in 172.30.0.53).
+fn mentions_address(text: &str, address: &str) -> bool {
+    text.match_indices(address)
+        .any(|(at, _)| !text[at + address.len()..].starts_with(|c: char| c.is_ascii_digit()))
+}
+
+#[test]
+fn deleted_service_loses_tap_in_same_tick() {
+    if skip_unless_root("deleted_service_loses_tap_in_same_tick") {
+        return;
+    }
+    let ns = NetNs::new("release");
+    let world = World::new();
+    let service = |name: &str, host_port: u16| {
+        world.service(
+            name,
+            "a.ext4",
+            &format!(
+                "    network: {{}}\n    port_forwards:\n      - host_port: {host_port}\n        vm_port: 8080\n"
+            ),
+        )
+    };
+    let alpha = service("alpha", 18081);
+    let beta = service("beta", 18082);
+    world.write_label("web", &format!("node: web\nservices:\n{alpha}{beta}"));
+
+    // The netlink socket, the TAP ioctls and nft act in the namespace of the thread that
+    // runs them, so the agent runs on one thread inside the namespace.
+    ns.run(|| {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let net = HostNetwork::new(world.dir.path().join("state/network"), true).unwrap();
+            let mut settings = world.settings(&["web"]);
+            settings.network = Some(network_settings("fwbr1"));
+            let (mut agent, _stop) =
+                world.agent_with(settings, |parts| parts.net = Some(Arc::new(net)));
+
+            let report = agent.tick("test", false).await;
+            assert_eq!(report.error, None);
+            assert_eq!(world.vms.running(), vec!["alpha", "beta"]);
+            let alpha_tap = world.vms.spec("alpha").network.unwrap().tap_name;
+            let beta_tap = world.vms.spec("beta").network.unwrap().tap_name;
+            let beta_ip = {
+                let status = agent.status();
+                let status = status.read().unwrap();
+                let beta = status.services.iter().find(|s| s.name == "beta").unwrap();
+                beta.guest_ip.unwrap().to_string()
+            };
+            let links = ns.ip(&["-o", "link", "show"]);
+            assert!(has_link(&links, &alpha_tap), "{alpha_tap} missing: {links}");
+            assert!(has_link(&links, &beta_tap), "{beta_tap} missing: {links}");
+            let ruleset = ns.nft_ruleset();
+            assert!(
+                mentions_address(&ruleset, &beta_ip),
+                "no rule names {beta_ip}: {ruleset}"
+            );
+
+            world.write_label("web", &format!("node: web\nservices:\n{alpha}"));
+            let report = agent.tick("test", false).await;
+            assert_eq!(report.error, None);
+            let deletes: Vec<_> = report.plan.of_kind(ActionKind::Delete).collect();
+            assert_eq!(deletes.len(), 1);
+            assert_eq!(deletes[0].service, "beta");
+            assert!(
+                report.network_errors.is_empty(),
+                "{:?}",
+                report.network_errors
+            );
+
+            let links = ns.ip(&["-o", "link", "show"]);
+            assert!(
+                !has_link(&links, &beta_tap),
+                "{beta_tap} still exists: {links}"
+            );
+            assert!(has_link(&links, &alpha_tap), "{alpha_tap} missing: {links}");
+            let ruleset = ns.nft_ruleset();
+            assert!(
+                !mentions_address(&ruleset, &beta_ip),
+                "rules still name {beta_ip}: {ruleset}"
+            );
+            assert!(
+                ruleset.contains("18081"),
+                "alpha's forward missing: {ruleset}"
+            );
+            let state =
+                std::fs::read_to_string(world.dir.path().join("state/network/network-state.json"))
+                    .unwrap();
+            assert!(
+                !state.contains("\"beta\""),
+                "beta is still recorded: {state}"
+            );
+        });
+    });
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 use firework_agent::plan::ActionKind;
 use firework_model::agent::UpdateStrategy;
 use firework_model::registry::Resources;
-use support::{FixedCapacity, World};
+use support::{FakeNet, FixedCapacity, World, network_settings};
 
 fn two_services(world: &World) -> String {
     format!(
@@ -539,4 +539,153 @@ async fn kernel_change_updates() {
             .kernel_path
             .ends_with("images/vmlinux2")
     );
+}
+
+/// Builds a label with a networked service for each of `names` and a service without a
+/// network for each of `plain`.
+fn networked_label(world: &World, names: &[&str], plain: &[&str]) -> String {
+    let mut text = "node: web\nservices:\n".to_owned();
+    for name in names {
+        text.push_str(&world.service(name, "a.ext4", "    network: {}\n"));
+    }
+    for name in plain {
+        text.push_str(&world.service(name, "b.ext4", ""));
+    }
+    text
+}
+
+fn networked_agent(
+    world: &World,
+) -> (
+    firework_agent::Agent,
+    tokio::sync::watch::Sender<bool>,
+    Arc<FakeNet>,
+) {
+    let net = Arc::new(FakeNet::default());
+    let mut settings = world.settings(&["web"]);
+    settings.network = Some(network_settings("fwbr0"));
+    let driver = net.clone();
+    let (agent, stop) = world.agent_with(settings, |parts| parts.net = Some(driver));
+    (agent, stop, net)
+}
+
+#[tokio::test]
+async fn deleted_vm_loses_network_in_same_tick() {
+    let world = World::new();
+    world.write_label("web", &networked_label(&world, &["alpha", "beta"], &[]));
+    let (mut agent, _stop, net) = networked_agent(&world);
+    agent.tick("test", false).await;
+    assert_eq!(net.taps(), vec!["alpha", "beta"]);
+    net.take_plans();
+
+    world.write_label("web", &networked_label(&world, &["alpha"], &[]));
+    let report = agent.tick("test", false).await;
+    assert_eq!(report.error, None);
+    assert_eq!(report.plan.of_kind(ActionKind::Delete).count(), 1);
+    assert_eq!(report.apply.failures().count(), 0);
+    assert!(
+        report.network_errors.is_empty(),
+        "{:?}",
+        report.network_errors
+    );
+    assert_eq!(world.vms.running(), vec!["alpha"]);
+    // The network step keeps beta's TAP for the delete; the sync after the apply drops it.
+    assert_eq!(net.take_plans(), vec![vec!["alpha", "beta"], vec!["alpha"]]);
+    assert_eq!(net.taps(), vec!["alpha"]);
+
+    let report = agent.tick("test", false).await;
+    assert_eq!(report.plan.summary().unchanged, 1);
+    assert_eq!(net.take_plans(), vec![vec!["alpha"]]);
+}
+
+#[tokio::test]
+async fn failed_delete_keeps_network() {
+    let world = World::new();
+    world.write_label("web", &networked_label(&world, &["alpha", "beta"], &[]));
+    let (mut agent, _stop, net) = networked_agent(&world);
+    agent.tick("test", false).await;
+    net.take_plans();
+    world
+        .vms
+        .failing_deletes
+        .lock()
+        .unwrap()
+        .insert("beta".to_owned());
+
+    world.write_label("web", &networked_label(&world, &["alpha"], &[]));
+    let report = agent.tick("test", false).await;
+    let failures: Vec<_> = report.apply.failures().collect();
+    assert_eq!(failures.len(), 1);
+    assert_eq!(failures[0].service, "beta");
+    assert_eq!(world.vms.running(), vec!["alpha", "beta"]);
+    assert_eq!(net.take_plans(), vec![vec!["alpha", "beta"]]);
+    assert_eq!(net.taps(), vec!["alpha", "beta"]);
+}
+
+#[tokio::test]
+async fn held_delete_keeps_network() {
+    let world = World::new();
+    world.write_label("web", &networked_label(&world, &["alpha", "beta"], &[]));
+    let (mut agent, _stop, net) = networked_agent(&world);
+    agent.tick("test", false).await;
+    net.take_plans();
+
+    // Every running service renamed: the mass delete guard holds both deletes.
+    world.write_label("web", &networked_label(&world, &["gamma"], &[]));
+    let report = agent.tick("test", false).await;
+    assert_eq!(report.held.len(), 2);
+    assert_eq!(world.vms.running(), vec!["alpha", "beta", "gamma"]);
+    assert_eq!(net.take_plans(), vec![vec!["gamma", "alpha", "beta"]]);
+    assert_eq!(net.taps(), vec!["alpha", "beta", "gamma"]);
+}
+
+#[tokio::test]
+async fn deleted_vm_without_network_syncs_once() {
+    let world = World::new();
+    world.write_label("web", &networked_label(&world, &["alpha"], &["beta"]));
+    let (mut agent, _stop, net) = networked_agent(&world);
+    agent.tick("test", false).await;
+    net.take_plans();
+
+    world.write_label("web", &networked_label(&world, &["alpha"], &[]));
+    let report = agent.tick("test", false).await;
+    assert_eq!(report.plan.of_kind(ActionKind::Delete).count(), 1);
+    assert_eq!(world.vms.running(), vec!["alpha"]);
+    assert_eq!(net.take_plans(), vec![vec!["alpha"]]);
+    assert_eq!(net.taps(), vec!["alpha"]);
+}
+
+#[tokio::test]
+async fn failed_network_release_is_reported_and_retried() {
+    let world = World::new();
+    world.write_label("web", &networked_label(&world, &["alpha", "beta"], &[]));
+    let (mut agent, _stop, net) = networked_agent(&world);
+    agent.tick("test", false).await;
+    // The first tick made call 0 and the next tick's network step makes call 1, so only
+    // the release after its apply fails.
+    *net.fail_from_call.lock().unwrap() = Some(2);
+
+    world.write_label("web", &networked_label(&world, &["alpha"], &[]));
+    let report = agent.tick("test", false).await;
+    assert_eq!(report.error, None);
+    assert_eq!(report.apply.failures().count(), 0);
+    assert_eq!(
+        report.network_errors,
+        vec![("beta".to_owned(), "injected network failure".to_owned())]
+    );
+    assert_eq!(world.vms.running(), vec!["alpha"]);
+    assert_eq!(net.taps(), vec!["alpha", "beta"]);
+    let scrape = agent.metrics().encode();
+    assert!(
+        scrape.contains("firework_agent_ticks_total{result=\"error\"} 1"),
+        "{scrape}"
+    );
+
+    // The next tick's network step leaves beta out, because its VM is gone.
+    *net.fail_from_call.lock().unwrap() = None;
+    net.take_plans();
+    let report = agent.tick("test", false).await;
+    assert!(report.network_errors.is_empty());
+    assert_eq!(net.take_plans(), vec![vec!["alpha"]]);
+    assert_eq!(net.taps(), vec!["alpha"]);
 }

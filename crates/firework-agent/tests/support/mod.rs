@@ -9,12 +9,16 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use firework_agent::agent::NetworkSettings;
 use firework_agent::capacity::CapacitySource;
-use firework_agent::driver::VmDriver;
+use firework_agent::driver::{NetDriver, VmDriver};
 use firework_agent::error::BoxError;
 use firework_agent::{Agent, AgentParts, AgentSettings};
 use firework_model::agent::UpdateStrategy;
 use firework_model::registry::Resources;
+use firework_net::{
+    AppliedNetwork, NetworkPlan, ServiceNetworkState, assign_addresses, derive_tap_name, ip_arg,
+};
 use firework_store::LocalStore;
 use firework_vmm::{RecordState, VmSpec, VmStatus};
 use futures::FutureExt;
@@ -27,6 +31,8 @@ pub struct FakeVms {
     pub vms: Mutex<BTreeMap<String, (VmStatus, VmSpec)>>,
     pub calls: Mutex<Vec<String>>,
     pub failing: Mutex<BTreeSet<String>>,
+    /// Services whose delete fails, leaving the VM as it is.
+    pub failing_deletes: Mutex<BTreeSet<String>>,
     pub start_delay: Mutex<Duration>,
     pub in_flight: AtomicUsize,
     pub max_in_flight: AtomicUsize,
@@ -138,10 +144,114 @@ impl VmDriver for FakeVms {
     fn delete<'a>(&'a self, service: &'a str) -> BoxFuture<'a, Result<(), BoxError>> {
         async move {
             self.calls.lock().unwrap().push(format!("delete {service}"));
+            if self.failing_deletes.lock().unwrap().contains(service) {
+                return Err(BoxError::from(format!(
+                    "injected delete failure of {service}"
+                )));
+            }
             self.vms.lock().unwrap().remove(service);
             Ok(())
         }
         .boxed()
+    }
+}
+
+/// A network driver that keeps a TAP device and an address record for each service of
+/// the last plan it applied, as `NetworkManager::apply` does, and records every plan.
+#[derive(Debug, Default)]
+pub struct FakeNet {
+    /// The TAP devices that exist, by service.
+    pub taps: Mutex<BTreeMap<String, String>>,
+    /// The recorded guest addresses, by service.
+    pub addresses: Mutex<BTreeMap<String, std::net::Ipv4Addr>>,
+    /// The service names of each plan passed to `reconcile`, in call order.
+    pub plans: Mutex<Vec<Vec<String>>>,
+    /// Calls to `reconcile` from this one (0-based) on fail and change nothing.
+    pub fail_from_call: Mutex<Option<usize>>,
+}
+
+impl FakeNet {
+    pub fn taps(&self) -> Vec<String> {
+        self.taps.lock().unwrap().keys().cloned().collect()
+    }
+
+    pub fn take_plans(&self) -> Vec<Vec<String>> {
+        std::mem::take(&mut *self.plans.lock().unwrap())
+    }
+
+    fn apply(&self, plan: &NetworkPlan) -> Result<AppliedNetwork, BoxError> {
+        let call = {
+            let mut plans = self.plans.lock().unwrap();
+            plans.push(plan.services.iter().map(|s| s.name.clone()).collect());
+            plans.len() - 1
+        };
+        if self
+            .fail_from_call
+            .lock()
+            .unwrap()
+            .is_some_and(|first| call >= first)
+        {
+            return Err(BoxError::from("injected network failure"));
+        }
+        let mut addresses = self.addresses.lock().unwrap();
+        let assigned = assign_addresses(
+            plan.subnet,
+            plan.gateway,
+            plan.services.iter().map(|s| s.name.as_str()),
+            &addresses,
+        )?;
+        let mut services = BTreeMap::new();
+        for service in &plan.services {
+            let guest = &assigned[&service.name];
+            let tap = service
+                .tap_name
+                .clone()
+                .unwrap_or_else(|| derive_tap_name(&service.name, 0));
+            services.insert(
+                service.name.clone(),
+                ServiceNetworkState {
+                    tap,
+                    address: guest.address,
+                    mac: guest.mac.clone(),
+                    kernel_ip_arg: ip_arg(guest.address, plan.gateway, plan.network()),
+                },
+            );
+        }
+        *addresses = services
+            .iter()
+            .map(|(name, network)| (name.clone(), network.address))
+            .collect();
+        *self.taps.lock().unwrap() = services
+            .iter()
+            .map(|(name, network)| (name.clone(), network.tap.clone()))
+            .collect();
+        Ok(AppliedNetwork {
+            subnet: plan.network(),
+            gateway: plan.gateway,
+            services,
+        })
+    }
+}
+
+impl NetDriver for FakeNet {
+    fn reconcile<'a>(
+        &'a self,
+        plan: &'a NetworkPlan,
+    ) -> BoxFuture<'a, Result<AppliedNetwork, BoxError>> {
+        let result = self.apply(plan);
+        async move { result }.boxed()
+    }
+}
+
+/// Guest network settings on 172.30.0.0/24 with isolation.
+pub fn network_settings(bridge: &str) -> NetworkSettings {
+    NetworkSettings {
+        bridge: bridge.to_owned(),
+        subnet: "172.30.0.0/24".parse().unwrap(),
+        gateway: std::net::Ipv4Addr::new(172, 30, 0, 1),
+        out_interface: None,
+        isolation: true,
+        agent_api_port: Some(8080),
     }
 }
 
