@@ -49,6 +49,18 @@ fn service(files: &GuestFiles, name: &str, greeting: &str) -> String {
     )
 }
 
+/// Adds an HTTP health check of `path` on the web server's port to a service from
+/// [`service`]. The port is also the route's backend port, so routed services need it.
+fn with_probe(service: String, path: &str) -> String {
+    service.replace(
+        "    env:\n",
+        &format!(
+            "    health_check:\n      type: http\n      port: 8080\n      path: {path}\n      \
+             interval: 1s\n      timeout: 1s\n      retries: 3\n    env:\n"
+        ),
+    )
+}
+
 fn label(services: &[String]) -> String {
     format!("node: web\nservices:\n{}", services.concat())
 }
@@ -65,8 +77,11 @@ fn new_service_is_reachable() {
         return;
     };
     let files = node.guest_files();
-    node.write_label("web", &label(&[service(&files, "shop", "hi")]))
-        .unwrap();
+    node.write_label(
+        "web",
+        &label(&[with_probe(service(&files, "shop", "hi"), "/healthz")]),
+    )
+    .unwrap();
     node.reconcile().unwrap();
 
     let svc = node.wait_running("shop", BOOT).unwrap();
@@ -234,12 +249,20 @@ fn deleted_service_leaves_nothing() {
     let files = node.guest_files();
     node.write_label(
         "web",
-        &label(&[service(&files, "shop", "a"), service(&files, "cart", "b")]),
+        &label(&[
+            with_probe(service(&files, "shop", "a"), "/healthz"),
+            with_probe(service(&files, "cart", "b"), "/healthz"),
+        ]),
     )
     .unwrap();
     node.reconcile().unwrap();
     let shop = node.wait_running("shop", BOOT).unwrap();
     node.wait_running("cart", BOOT).unwrap();
+    let route = node.routes_dir().join("firework-local-shop.yaml");
+    wait_until("shop's route file", Duration::from_secs(10), || {
+        route.is_file().then_some(())
+    })
+    .unwrap();
     let pid = shop["pid"].as_i64().unwrap();
     let ip = shop["guest_ip"].as_str().unwrap().to_owned();
     let tap = node
@@ -252,8 +275,11 @@ fn deleted_service_leaves_nothing() {
     let vm_dir = node.dir().join("state/vms/shop");
     assert!(vm_dir.is_dir(), "no VM directory {}", vm_dir.display());
 
-    node.write_label("web", &label(&[service(&files, "cart", "b")]))
-        .unwrap();
+    node.write_label(
+        "web",
+        &label(&[with_probe(service(&files, "cart", "b"), "/healthz")]),
+    )
+    .unwrap();
     node.reconcile().unwrap();
     wait_until("shop gone from /status", BOOT, || {
         node.service("shop").is_none().then_some(())
@@ -267,7 +293,6 @@ fn deleted_service_leaves_nothing() {
     assert!(!links.contains(&tap), "TAP {tap} still exists: {links}");
     assert!(!vm_dir.exists(), "{} still exists", vm_dir.display());
     assert!(!node.ruleset().contains(&ip), "rules still name {ip}");
-    let route = node.routes_dir().join("firework-local-shop.yaml");
     assert!(!route.exists(), "{} still exists", route.display());
     assert_eq!(node.service("cart").unwrap()["state"], "running");
 }
@@ -290,11 +315,7 @@ fn failing_health_rolls_back() {
     let before = node.wait_running("shop", BOOT).unwrap();
 
     // Revision 2 boots and serves, but its probe requests a page the guest does not have.
-    let broken = service(&files, "shop", "v2").replace(
-        "    env:\n",
-        "    health_check:\n      type: http\n      port: 8080\n      path: /missing\n      \
-         interval: 1s\n      timeout: 1s\n      retries: 3\n    env:\n",
-    );
+    let broken = with_probe(service(&files, "shop", "v2"), "/missing");
     node.write_label("web", &label(&[broken])).unwrap();
     node.reconcile().unwrap();
     // `/status` shows the rollout when the tick ends, so the revision-2 guest is found by
