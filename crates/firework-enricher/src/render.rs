@@ -200,16 +200,7 @@ fn place(
     services: Vec<Service>,
     placement: &PlacementInput,
 ) -> Result<Vec<NodeConfig>, RenderError> {
-    let requests: Vec<ServiceRequest> = services
-        .iter()
-        .map(|service| ServiceRequest {
-            name: service.name.clone(),
-            vcpus: service.vcpus,
-            memory_mb: u64::from(service.memory_mb),
-            node_type: service.node_type.clone(),
-            anti_affinity_group: service.anti_affinity_group.clone(),
-        })
-        .collect();
+    let requests: Vec<ServiceRequest> = services.iter().map(ServiceRequest::from).collect();
     let result = schedule(
         &placement.nodes,
         &requests,

@@ -228,3 +228,103 @@ fn cli_schedules_with_a_registry_directory() {
         6
     );
 }
+
+/// Writes a live registry record for each of `nodes`, labelled `web`, under
+/// `<root>/registry/nodes/`.
+fn write_web_nodes(root: &std::path::Path, nodes: &[(&str, &str)]) {
+    let dir = root.join("registry/nodes");
+    std::fs::create_dir_all(&dir).unwrap();
+    for (node, host_ip) in nodes {
+        let record = serde_json::json!({
+            "node": node,
+            "labels": ["web"],
+            "host_ip": host_ip,
+            "capacity": {"vcpus": 8, "memory_mb": 8192},
+            "reserved": {"vcpus": 1, "memory_mb": 1024},
+            "used": {"vcpus": 0, "memory_mb": 0},
+            "agent_version": "0.1.0",
+            "heartbeat": jiff::Timestamp::now().to_string(),
+        });
+        std::fs::write(dir.join(format!("{node}.json")), record.to_string()).unwrap();
+    }
+}
+
+/// Creates an input tree with two `web` services that both forward host port 8080.
+fn shared_port_tree() -> tempfile::TempDir {
+    let tree = tempfile::tempdir().unwrap();
+    let services = tree.path().join("services");
+    std::fs::create_dir_all(&services).unwrap();
+    for name in ["web-a", "web-b"] {
+        std::fs::write(
+            services.join(format!("{name}.yaml")),
+            format!(
+                "name: {name}\nimage: /i/{name}.ext4\nnode_type: web\nnetwork: true\n\
+                 port_forwards:\n  - host_port: 8080\n    vm_port: 80\n"
+            ),
+        )
+        .unwrap();
+    }
+    tree
+}
+
+fn render_scheduled(
+    tree: &std::path::Path,
+    out: &std::path::Path,
+    registry: &std::path::Path,
+) -> Output {
+    enricher(&[
+        "render",
+        "--input",
+        &tree.display().to_string(),
+        "--output",
+        &out.display().to_string(),
+        "--schedule",
+        "--registry",
+        &registry.display().to_string(),
+    ])
+}
+
+#[test]
+fn cli_schedules_shared_host_port_apart() {
+    let tree = shared_port_tree();
+    let registry = tempfile::tempdir().unwrap();
+    write_web_nodes(
+        registry.path(),
+        &[("node-a", "10.0.0.1"), ("node-b", "10.0.0.2")],
+    );
+    let out = tempfile::tempdir().unwrap();
+    let run = render_scheduled(tree.path(), out.path(), registry.path());
+    assert_eq!(run.status.code(), Some(0), "{}", text(&run.stderr));
+
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.path().join("index.json")).unwrap()).unwrap();
+    assert_eq!(
+        index["nodes"],
+        serde_json::json!({
+            "node-a": {"host_ip": "10.0.0.1", "services": [{"name": "web-a", "host_ports": [8080]}]},
+            "node-b": {"host_ip": "10.0.0.2", "services": [{"name": "web-b", "host_ports": [8080]}]}
+        })
+    );
+    let node_a = std::fs::read_to_string(out.path().join("nodes/node-a.yaml")).unwrap();
+    assert!(node_a.contains("- name: web-a\n"), "{node_a}");
+    assert!(!node_a.contains("web-b"), "{node_a}");
+    let node_b = std::fs::read_to_string(out.path().join("nodes/node-b.yaml")).unwrap();
+    assert!(node_b.contains("- name: web-b\n"), "{node_b}");
+    assert!(!node_b.contains("web-a"), "{node_b}");
+}
+
+#[test]
+fn cli_shared_host_port_on_one_node_fails() {
+    let tree = shared_port_tree();
+    let registry = tempfile::tempdir().unwrap();
+    write_web_nodes(registry.path(), &[("node-a", "10.0.0.1")]);
+    let out = tempfile::tempdir().unwrap();
+    let run = render_scheduled(tree.path(), out.path(), registry.path());
+    assert_eq!(run.status.code(), Some(1));
+    assert_eq!(
+        text(&run.stderr),
+        "error: 1 services fit on no live node: web-b: every allowed node already forwards \
+         one of its host ports: host port 8080 (tcp) by \"web-a\" on node-a\n"
+    );
+    assert_eq!(std::fs::read_dir(out.path()).unwrap().count(), 0);
+}

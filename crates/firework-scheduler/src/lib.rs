@@ -19,9 +19,11 @@ mod schedule;
 pub mod source;
 
 pub use error::ScheduleError;
-pub use placement::{Assignment, Move, MoveReason, NodeUsage, Placement, Unplaced, UnplacedReason};
+pub use placement::{
+    Assignment, Move, MoveReason, NodeUsage, Placement, PortConflict, Unplaced, UnplacedReason,
+};
 pub use request::{
-    DEFAULT_VM_OVERHEAD_MB, ExistingPlacement, NameKind, NodeCapacity, Resources, ScheduleOptions,
-    ServiceRequest,
+    DEFAULT_VM_OVERHEAD_MB, ExistingPlacement, HostPort, NameKind, NodeCapacity, Resources,
+    ScheduleOptions, ServiceRequest,
 };
 pub use schedule::schedule;

@@ -3,7 +3,7 @@
 use firework_model::node::Service;
 use firework_model::registry::{self, NodeRecord};
 
-use crate::request::{NodeCapacity, Resources, ServiceRequest};
+use crate::request::{HostPort, NodeCapacity, Resources, ServiceRequest};
 
 impl From<registry::Resources> for Resources {
     fn from(resources: registry::Resources) -> Self {
@@ -19,6 +19,14 @@ impl From<&Service> for ServiceRequest {
             memory_mb: u64::from(service.memory_mb),
             node_type: service.node_type.clone(),
             anti_affinity_group: service.anti_affinity_group.clone(),
+            host_ports: service
+                .port_forwards
+                .iter()
+                .map(|forward| HostPort {
+                    port: forward.host_port,
+                    protocol: forward.protocol,
+                })
+                .collect(),
         }
     }
 }

@@ -5,7 +5,11 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::request::Resources;
+use crate::request::{HostPort, Resources};
+
+/// Number of nodes that [`UnplacedReason::HostPortConflict`] names in its message; the
+/// structure keeps all of them.
+const PORT_CONFLICTS_SHOWN: usize = 10;
 
 /// Result of [`schedule`](crate::schedule): where each service goes, what could not be
 /// placed and which services changed node. Every list is sorted by service name (nodes by
@@ -71,7 +75,8 @@ pub struct Unplaced {
 }
 
 /// Reason a service was not placed. The checks run in this order over the live nodes: node
-/// type, then anti-affinity on the nodes of that type, then capacity on the nodes left.
+/// type, then anti-affinity on the nodes of that type, then host ports on the nodes that
+/// anti-affinity allows, then capacity on the nodes left.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "code", rename_all = "snake_case")]
 pub enum UnplacedReason {
@@ -84,6 +89,12 @@ pub enum UnplacedReason {
     AntiAffinity {
         /// The anti-affinity group.
         group: String,
+    },
+    /// Every live node of the right type that anti-affinity allows already forwards one of
+    /// the service's host ports for another service.
+    HostPortConflict {
+        /// One entry per node, in node-name order.
+        conflicts: Vec<PortConflict>,
     },
     /// No allowed node has enough free CPU.
     InsufficientCpu {
@@ -116,6 +127,23 @@ impl fmt::Display for UnplacedReason {
                 f,
                 "every live node of its type already runs a service of anti-affinity group {group:?}"
             ),
+            Self::HostPortConflict { conflicts } => {
+                f.write_str("every allowed node already forwards one of its host ports: ")?;
+                for (i, conflict) in conflicts.iter().take(PORT_CONFLICTS_SHOWN).enumerate() {
+                    if i > 0 {
+                        f.write_str(", ")?;
+                    }
+                    write!(f, "{conflict}")?;
+                }
+                if conflicts.len() > PORT_CONFLICTS_SHOWN {
+                    write!(
+                        f,
+                        " and {} more nodes",
+                        conflicts.len() - PORT_CONFLICTS_SHOWN
+                    )?;
+                }
+                Ok(())
+            }
             Self::InsufficientCpu {
                 requested,
                 max_free,
@@ -136,6 +164,28 @@ impl fmt::Display for UnplacedReason {
                 requested.vcpus, requested.memory_mb
             ),
         }
+    }
+}
+
+/// A node that cannot take a service because another service there forwards the same host
+/// port.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortConflict {
+    /// Node name.
+    pub node: String,
+    /// The first of the service's host ports, in port order, that the node already forwards.
+    pub host_port: HostPort,
+    /// The service on the node that forwards it.
+    pub service: String,
+}
+
+impl fmt::Display for PortConflict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "host port {} by {:?} on {}",
+            self.host_port, self.service, self.node
+        )
     }
 }
 
@@ -170,6 +220,13 @@ pub enum MoveReason {
         /// The service that stays.
         kept: String,
     },
+    /// A service kept on the previous node before it forwards one of its host ports.
+    HostPortConflict {
+        /// The first shared host port, in port order.
+        host_port: HostPort,
+        /// The service that stays.
+        kept: String,
+    },
     /// The previous node has no room left for it.
     InsufficientCapacity,
 }
@@ -184,6 +241,10 @@ impl fmt::Display for MoveReason {
             Self::AntiAffinity { group, kept } => write!(
                 f,
                 "{kept:?} of anti-affinity group {group:?} stays on the previous node"
+            ),
+            Self::HostPortConflict { host_port, kept } => write!(
+                f,
+                "{kept:?} forwarding host port {host_port} stays on the previous node"
             ),
             Self::InsufficientCapacity => f.write_str("previous node has no room left"),
         }

@@ -2,11 +2,13 @@
 //! the options.
 
 use std::collections::BTreeSet;
+use std::fmt;
 use std::net::IpAddr;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 
 use firework_model::names;
+use firework_model::service::Protocol;
 
 use crate::error::ScheduleError;
 
@@ -105,6 +107,10 @@ pub struct ServiceRequest {
     /// Services sharing a group are never placed on the same node.
     #[serde(default)]
     pub anti_affinity_group: Option<String>,
+    /// Host ports the service forwards to its guest. Two services that forward the same port
+    /// and protocol are never placed on the same node. Missing in JSON means none.
+    #[serde(default)]
+    pub host_ports: Vec<HostPort>,
 }
 
 impl ServiceRequest {
@@ -116,6 +122,7 @@ impl ServiceRequest {
             memory_mb,
             node_type: None,
             anti_affinity_group: None,
+            host_ports: Vec::new(),
         }
     }
 
@@ -131,12 +138,68 @@ impl ServiceRequest {
         self
     }
 
+    /// Adds a host port that the service forwards.
+    pub fn with_host_port(mut self, host_port: HostPort) -> Self {
+        self.host_ports.push(host_port);
+        self
+    }
+
     /// CPU and memory the service takes on a node, per-VM overhead included.
     pub fn demand(&self, options: &ScheduleOptions) -> Resources {
         Resources::new(
             self.vcpus,
             self.memory_mb.saturating_add(options.vm_overhead_mb),
         )
+    }
+}
+
+/// A port on the node's host that a service forwards to its guest, with the transport
+/// protocol. In JSON: `{"port": 8080, "protocol": "tcp"}`, where `protocol` defaults to `tcp`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct HostPort {
+    /// Port number on the host.
+    pub port: u16,
+    /// `tcp` or `udp`.
+    #[serde(default, deserialize_with = "deserialize_protocol")]
+    pub protocol: Protocol,
+}
+
+impl HostPort {
+    /// Creates a TCP host port.
+    pub const fn tcp(port: u16) -> Self {
+        Self {
+            port,
+            protocol: Protocol::Tcp,
+        }
+    }
+
+    /// Creates a UDP host port.
+    pub const fn udp(port: u16) -> Self {
+        Self {
+            port,
+            protocol: Protocol::Udp,
+        }
+    }
+}
+
+impl fmt::Display for HostPort {
+    /// Formats the port as the node config parser names it in its errors: `8080 (tcp)`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({})", self.port, self.protocol)
+    }
+}
+
+/// Reads `tcp` or `udp`. The model's [`Protocol`] only implements `Serialize`, because node
+/// configs are parsed by the model's own decoder.
+fn deserialize_protocol<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Protocol, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    match text.as_str() {
+        "tcp" => Ok(Protocol::Tcp),
+        "udp" => Ok(Protocol::Udp),
+        other => Err(serde::de::Error::invalid_value(
+            serde::de::Unexpected::Str(other),
+            &"tcp or udp",
+        )),
     }
 }
 
@@ -165,8 +228,8 @@ pub struct ScheduleOptions {
     /// Memory in MiB added to every VM's `memory_mb`.
     pub vm_overhead_mb: u64,
     /// Prefer the node that stays least loaded (worst fit) instead of best fit when placing
-    /// a service. A preference only: capacity, node type and anti-affinity still hold, and
-    /// existing placements that fit are kept either way.
+    /// a service. A preference only: capacity, node type, anti-affinity and host ports still
+    /// hold, and existing placements that fit are kept either way.
     pub spread: bool,
 }
 

@@ -2,8 +2,8 @@
 //!
 //! 1. Existing placements are re-checked in service-name order. A service stays on its
 //!    previous node when that node is live, still carries the service's `node_type`, runs no
-//!    other service of the same anti-affinity group that stayed before it, and has room left
-//!    after the services kept before it.
+//!    other service of the same anti-affinity group and no service forwarding one of the same
+//!    host ports that stayed before it, and has room left after the services kept before it.
 //! 2. The other services are placed largest first (vCPUs, then memory, descending; then name)
 //!    on the allowed node with the lowest score. The score is the node's normalised leftover
 //!    after placement, `free_vcpus_after / allocatable_vcpus + free_mb_after /
@@ -11,6 +11,8 @@
 //!    [`ScheduleOptions::spread`] the highest leftover wins instead. Equal scores go to the
 //!    node whose name sorts first.
 //!
+//! A node is allowed for a service only when no service already on it belongs to the same
+//! anti-affinity group or forwards one of the same host ports (port and protocol).
 //! Capacity is consumed as the pass goes, so no node ends up over its allocatable CPU or
 //! memory. Nodes, services and existing placements are sorted by name before use, so the
 //! result does not depend on input order.
@@ -21,11 +23,11 @@ use tracing::{debug, info, info_span, warn};
 
 use crate::error::ScheduleError;
 use crate::placement::{
-    Assignment, Move, MoveReason, NodeUsage, Placement, Unplaced, UnplacedReason,
+    Assignment, Move, MoveReason, NodeUsage, Placement, PortConflict, Unplaced, UnplacedReason,
 };
 use crate::request::{
-    ExistingPlacement, NameKind, NodeCapacity, Resources, ScheduleOptions, ServiceRequest,
-    validate_name,
+    ExistingPlacement, HostPort, NameKind, NodeCapacity, Resources, ScheduleOptions,
+    ServiceRequest, validate_name,
 };
 
 /// Places `services` on the live `nodes`, keeping `existing` placements that still fit.
@@ -239,6 +241,10 @@ struct Pass<'a> {
     groups: HashMap<&'a str, Vec<u64>>,
     /// The member of a group on a node, to name it in a move reason.
     group_members: HashMap<(&'a str, usize), usize>,
+    /// Per-service host ports, sorted and without repeats.
+    host_ports: Vec<Vec<HostPort>>,
+    /// The service that forwards a host port on a node.
+    port_owners: HashMap<(HostPort, usize), usize>,
     assigned: Vec<Option<usize>>,
     kept: Vec<bool>,
     spread: bool,
@@ -281,6 +287,16 @@ impl<'a> Pass<'a> {
             candidates,
             groups: HashMap::new(),
             group_members: HashMap::new(),
+            host_ports: services
+                .iter()
+                .map(|service| {
+                    let mut ports = service.host_ports.clone();
+                    ports.sort_unstable();
+                    ports.dedup();
+                    ports
+                })
+                .collect(),
+            port_owners: HashMap::new(),
             assigned: vec![None; services.len()],
             kept: vec![false; services.len()],
             spread: options.spread,
@@ -300,6 +316,16 @@ impl<'a> Pass<'a> {
         self.groups
             .get(group)
             .is_some_and(|bits| bits[node_index / 64] & (1 << (node_index % 64)) != 0)
+    }
+
+    /// Returns the first of the service's host ports that a service already on the node
+    /// forwards, with that service.
+    fn port_conflict(&self, service_index: usize, node_index: usize) -> Option<(HostPort, usize)> {
+        self.host_ports[service_index].iter().find_map(|&port| {
+            self.port_owners
+                .get(&(port, node_index))
+                .map(|&owner| (port, owner))
+        })
     }
 
     fn fits(&self, service_index: usize, node_index: usize) -> bool {
@@ -327,6 +353,12 @@ impl<'a> Pass<'a> {
                 .unwrap_or_default();
             return Err(MoveReason::AntiAffinity { group, kept });
         }
+        if let Some((host_port, owner)) = self.port_conflict(service_index, node_index) {
+            return Err(MoveReason::HostPortConflict {
+                host_port,
+                kept: self.services[owner].name.clone(),
+            });
+        }
         if !self.fits(service_index, node_index) {
             return Err(MoveReason::InsufficientCapacity);
         }
@@ -346,6 +378,9 @@ impl<'a> Pass<'a> {
             bits[node_index / 64] |= 1 << (node_index % 64);
             self.group_members
                 .insert((group, node_index), service_index);
+        }
+        for &port in &self.host_ports[service_index] {
+            self.port_owners.insert((port, node_index), service_index);
         }
     }
 
@@ -367,6 +402,9 @@ impl<'a> Pass<'a> {
                 continue;
             }
             if group_bits.is_some_and(|bits| bits[i / 64] & (1 << (i % 64)) != 0) {
+                continue;
+            }
+            if self.port_conflict(service_index, i).is_some() {
                 continue;
             }
             let leftover = f64::from(free_vcpus - demand.vcpus) * self.inverse_vcpus[i]
@@ -403,6 +441,22 @@ impl<'a> Pass<'a> {
                 group: service.anti_affinity_group.clone().unwrap_or_default(),
             };
         }
+        let mut conflicts = Vec::new();
+        let mut free_of_conflicts = Vec::new();
+        for &i in &allowed {
+            match self.port_conflict(service_index, i) {
+                Some((host_port, owner)) => conflicts.push(PortConflict {
+                    node: self.nodes[i].name.clone(),
+                    host_port,
+                    service: self.services[owner].name.clone(),
+                }),
+                None => free_of_conflicts.push(i),
+            }
+        }
+        if free_of_conflicts.is_empty() {
+            return UnplacedReason::HostPortConflict { conflicts };
+        }
+        let allowed = free_of_conflicts;
         let max_free_vcpus = allowed
             .iter()
             .map(|&i| self.free_vcpus[i])

@@ -152,6 +152,72 @@ async fn invalid_services_are_refused_with_findings() {
     );
 }
 
+/// Returns the node each service of a report's placement is assigned to.
+fn assigned_nodes(report: &Value) -> Vec<(String, String)> {
+    report["placement"]["assignments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            let service = a["service"].as_str().unwrap().to_owned();
+            let node = a["node"].as_str().unwrap().to_owned();
+            (service, node)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn services_sharing_a_host_port_are_placed_apart() {
+    let root = tempfile::tempdir().unwrap();
+    write_dir_registry(root.path()).await;
+    let registry = root.path().to_str().unwrap();
+
+    // Without port forwards, best fit puts "db" next to "web" on n1.
+    let report = Handler::default()
+        .handle(direct_event(registry))
+        .await
+        .unwrap();
+    assert_eq!(
+        assigned_nodes(&report),
+        [
+            ("api".to_owned(), "n2".to_owned()),
+            ("db".to_owned(), "n1".to_owned()),
+            ("web".to_owned(), "n1".to_owned()),
+        ]
+    );
+
+    let mut event = direct_event(registry);
+    let forward = json!([{"host_port": 8080, "vm_port": 80}]);
+    event["services"][0]["port_forwards"] = forward.clone();
+    event["services"][2]["port_forwards"] = forward;
+    let report = Handler::default().handle(event).await.unwrap();
+    assert_eq!(
+        assigned_nodes(&report),
+        [
+            ("api".to_owned(), "n2".to_owned()),
+            ("db".to_owned(), "n2".to_owned()),
+            ("web".to_owned(), "n1".to_owned()),
+        ]
+    );
+    assert_eq!(report["placement"]["unplaced"], json!([]));
+}
+
+#[tokio::test]
+async fn service_repeating_host_port_rejected() {
+    let root = tempfile::tempdir().unwrap();
+    write_dir_registry(root.path()).await;
+    let mut event = direct_event(root.path().to_str().unwrap());
+    let forward = json!({"host_port": 8080, "vm_port": 80});
+    event["services"][0]["port_forwards"] = json!([forward.clone()]);
+    event["services"][2]["port_forwards"] = json!([forward.clone(), forward]);
+    let error = Handler::default().handle(event).await.unwrap_err();
+    assert_eq!(error.status(), 400);
+    assert_eq!(
+        firework_store::error_chain(&error),
+        "plan failed: request services is invalid: line 1: services[2].port_forwards[1].host_port: host port 8080 (tcp) is already forwarded by service \"db\""
+    );
+}
+
 #[tokio::test]
 async fn bad_existing_entry_and_time_are_refused() {
     let root = tempfile::tempdir().unwrap();

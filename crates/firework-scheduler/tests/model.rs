@@ -2,7 +2,7 @@
 
 use firework_model::node::parse_node_config;
 use firework_model::registry::{self, NodeRecord};
-use firework_scheduler::{NodeCapacity, Resources, ServiceRequest};
+use firework_scheduler::{HostPort, NodeCapacity, Resources, ServiceRequest};
 
 #[test]
 fn service_from_node_config() {
@@ -15,6 +15,14 @@ fn service_from_node_config() {
             .with_node_type("storage")
             .with_group("es")
     );
+}
+
+#[test]
+fn service_host_ports_from_port_forwards() {
+    let yaml = b"services:\n  - name: dns\n    image: /images/dns.ext4\n    kernel: /images/vmlinux\n    vcpus: 1\n    memory_mb: 128\n    port_forwards:\n      - host_port: 53\n        vm_port: 53\n        protocol: udp\n      - host_port: 8053\n        vm_port: 53\n";
+    let config = parse_node_config(yaml, "dns.yaml").unwrap().value;
+    let request = ServiceRequest::from(&config.services[0]);
+    assert_eq!(request.host_ports, [HostPort::udp(53), HostPort::tcp(8053)]);
 }
 
 #[test]

@@ -6,8 +6,8 @@
 )]
 
 use firework_scheduler::{
-    ExistingPlacement, MoveReason, NodeCapacity, Placement, ScheduleError, ScheduleOptions,
-    ServiceRequest, UnplacedReason, schedule,
+    ExistingPlacement, HostPort, MoveReason, NodeCapacity, Placement, PortConflict, ScheduleError,
+    ScheduleOptions, ServiceRequest, UnplacedReason, schedule,
 };
 
 /// Options without per-VM overhead, so the numbers in a case add up exactly.
@@ -248,6 +248,302 @@ fn anti_affinity_splits_existing_pair() {
             group: "g".into(),
             kept: "es-1".into()
         }
+    );
+}
+
+#[test]
+fn host_port_shared_goes_to_separate_nodes() {
+    // Best fit alone would put both on "n1", the tighter node.
+    let nodes = [node("n1", 4, 2048), node("n2", 8, 8192)];
+    let services = [
+        service("web-a", 1, 256).with_host_port(HostPort::tcp(8080)),
+        service("web-b", 1, 256).with_host_port(HostPort::tcp(8080)),
+    ];
+    let placement = run(&nodes, &services, &[]);
+    assert_eq!(placement.node_of("web-a"), Some("n1"));
+    assert_eq!(placement.node_of("web-b"), Some("n2"));
+    assert!(placement.is_complete());
+}
+
+#[test]
+fn host_port_rule_table() {
+    // (case, host ports of "a", host ports of "b", whether both share the one node)
+    let cases: [(&str, Vec<HostPort>, Vec<HostPort>, bool); 6] = [
+        ("no ports", vec![], vec![], true),
+        (
+            "different ports",
+            vec![HostPort::tcp(80)],
+            vec![HostPort::tcp(81)],
+            true,
+        ),
+        (
+            "same port, other protocol",
+            vec![HostPort::tcp(53)],
+            vec![HostPort::udp(53)],
+            true,
+        ),
+        (
+            "same port and protocol",
+            vec![HostPort::udp(53)],
+            vec![HostPort::udp(53)],
+            false,
+        ),
+        (
+            "one of several ports shared",
+            vec![HostPort::tcp(80), HostPort::tcp(443)],
+            vec![HostPort::tcp(8443), HostPort::tcp(443)],
+            false,
+        ),
+        (
+            "only one side forwards",
+            vec![HostPort::tcp(80)],
+            vec![],
+            true,
+        ),
+    ];
+    for (case, ports_a, ports_b, shared) in cases {
+        let a = ServiceRequest {
+            host_ports: ports_a,
+            ..service("a", 1, 128)
+        };
+        let b = ServiceRequest {
+            host_ports: ports_b,
+            ..service("b", 1, 128)
+        };
+        let placement = run(&[node("n1", 8, 8192)], &[a, b], &[]);
+        assert_eq!(placement.node_of("a"), Some("n1"), "{case}");
+        let expected_b = if shared { Some("n1") } else { None };
+        assert_eq!(placement.node_of("b"), expected_b, "{case}");
+    }
+}
+
+#[test]
+fn service_repeating_its_own_port_is_placed() {
+    let services = [service("a", 1, 128)
+        .with_host_port(HostPort::tcp(80))
+        .with_host_port(HostPort::tcp(80))];
+    let placement = run(&[node("n1", 4, 1024)], &services, &[]);
+    assert_eq!(placement.node_of("a"), Some("n1"));
+}
+
+#[test]
+fn host_port_conflict_everywhere_is_unplaced() {
+    let nodes = [node("n2", 8, 8192), node("n1", 8, 8192)];
+    let services = [
+        service("a", 2, 256).with_host_port(HostPort::tcp(80)),
+        service("b", 2, 256)
+            .with_host_port(HostPort::tcp(80))
+            .with_host_port(HostPort::udp(53)),
+        // Each node names the first shared port in port order, not in list order.
+        service("c", 1, 256)
+            .with_host_port(HostPort::tcp(80))
+            .with_host_port(HostPort::udp(53)),
+    ];
+    let placement = run(&nodes, &services, &[]);
+    assert_eq!(placement.node_of("a"), Some("n1"));
+    assert_eq!(placement.node_of("b"), Some("n2"));
+    assert_eq!(placement.node_of("c"), None);
+    assert_eq!(placement.unplaced.len(), 1);
+    assert_eq!(placement.unplaced[0].service, "c");
+    assert_eq!(
+        placement.unplaced[0].reason,
+        UnplacedReason::HostPortConflict {
+            conflicts: vec![
+                PortConflict {
+                    node: "n1".into(),
+                    host_port: HostPort::tcp(80),
+                    service: "a".into(),
+                },
+                PortConflict {
+                    node: "n2".into(),
+                    host_port: HostPort::udp(53),
+                    service: "b".into(),
+                },
+            ]
+        }
+    );
+    assert_eq!(
+        placement.unplaced[0].reason.to_string(),
+        "every allowed node already forwards one of its host ports: \
+         host port 80 (tcp) by \"a\" on n1, host port 53 (udp) by \"b\" on n2"
+    );
+}
+
+#[test]
+fn host_port_conflict_message_names_ten_nodes() {
+    let nodes: Vec<NodeCapacity> = (0..12)
+        .map(|i| node(&format!("n{i:02}"), 4, 1024))
+        .collect();
+    let mut services: Vec<ServiceRequest> = (0..12)
+        .map(|i| service(&format!("s{i:02}"), 1, 128).with_host_port(HostPort::tcp(80)))
+        .collect();
+    // Placed last because its name sorts last.
+    services.push(service("x-last", 1, 128).with_host_port(HostPort::tcp(80)));
+    let placement = run(&nodes, &services, &[]);
+    assert_eq!(placement.unplaced.len(), 1);
+    assert_eq!(placement.unplaced[0].service, "x-last");
+    let UnplacedReason::HostPortConflict { conflicts } = &placement.unplaced[0].reason else {
+        panic!("unexpected reason {:?}", placement.unplaced[0].reason);
+    };
+    assert_eq!(conflicts.len(), 12);
+    let message = placement.unplaced[0].reason.to_string();
+    assert!(
+        message.ends_with("host port 80 (tcp) by \"s09\" on n09 and 2 more nodes"),
+        "{message}"
+    );
+    assert!(!message.contains("n10"), "{message}");
+}
+
+#[test]
+fn unplaced_reason_order_around_host_ports() {
+    // Anti-affinity comes before host ports: every node of the type runs a member.
+    let nodes = [node("n1", 8, 8192)];
+    let services = [
+        service("a", 1, 128)
+            .with_group("g")
+            .with_host_port(HostPort::tcp(80)),
+        service("b", 1, 128)
+            .with_group("g")
+            .with_host_port(HostPort::tcp(80)),
+    ];
+    let placement = run(&nodes, &services, &[]);
+    assert_eq!(
+        placement.unplaced[0].reason,
+        UnplacedReason::AntiAffinity { group: "g".into() }
+    );
+
+    // Host ports come before capacity: the only node without the port is too small, and
+    // the capacity reason covers only that node.
+    let nodes = [node("big", 8, 8192), node("small", 1, 128)];
+    let services = [
+        service("a", 1, 128).with_host_port(HostPort::tcp(80)),
+        service("b", 4, 128).with_host_port(HostPort::tcp(80)),
+    ];
+    let placement = run(&nodes, &services, &[]);
+    assert_eq!(placement.node_of("b"), Some("big"));
+    assert_eq!(placement.node_of("a"), Some("small"));
+    let services = [
+        service("a", 4, 128).with_host_port(HostPort::tcp(80)),
+        service("b", 4, 128).with_host_port(HostPort::tcp(80)),
+    ];
+    let placement = run(&nodes, &services, &[]);
+    assert_eq!(placement.node_of("a"), Some("big"));
+    assert_eq!(
+        placement.unplaced[0].reason,
+        UnplacedReason::InsufficientCpu {
+            requested: 4,
+            max_free: 1
+        }
+    );
+}
+
+#[test]
+fn host_port_splits_existing_pair() {
+    let nodes = [node("n1", 8, 8192), node("n2", 8, 8192)];
+    let services = [
+        service("web-b", 1, 256).with_host_port(HostPort::tcp(443)),
+        service("web-a", 1, 256)
+            .with_host_port(HostPort::tcp(8443))
+            .with_host_port(HostPort::tcp(443)),
+        service("other", 1, 256).with_host_port(HostPort::tcp(9000)),
+    ];
+    let previous = existing(&[("web-a", "n1"), ("web-b", "n1"), ("other", "n1")]);
+    let placement = run(&nodes, &services, &previous);
+    assert_eq!(placement.node_of("web-a"), Some("n1"));
+    assert_eq!(placement.node_of("other"), Some("n1"));
+    assert_eq!(placement.node_of("web-b"), Some("n2"));
+    assert_eq!(placement.moves.len(), 1);
+    assert_eq!(placement.moves[0].service, "web-b");
+    assert_eq!(placement.moves[0].from, "n1");
+    assert_eq!(placement.moves[0].to.as_deref(), Some("n2"));
+    assert_eq!(
+        placement.moves[0].reason,
+        MoveReason::HostPortConflict {
+            host_port: HostPort::tcp(443),
+            kept: "web-a".into()
+        }
+    );
+    assert_eq!(
+        placement.moves[0].reason.to_string(),
+        "\"web-a\" forwarding host port 443 (tcp) stays on the previous node"
+    );
+}
+
+#[test]
+fn host_port_clash_on_single_node_unplaces_one() {
+    let services = [
+        service("web-b", 1, 256).with_host_port(HostPort::udp(5353)),
+        service("web-a", 1, 256).with_host_port(HostPort::udp(5353)),
+    ];
+    let previous = existing(&[("web-a", "n1"), ("web-b", "n1")]);
+    let placement = run(&[node("n1", 8, 8192)], &services, &previous);
+    assert_eq!(placement.node_of("web-a"), Some("n1"));
+    assert_eq!(placement.node_of("web-b"), None);
+    assert_eq!(placement.moves.len(), 1);
+    assert_eq!(placement.moves[0].to, None);
+    assert_eq!(
+        placement.unplaced[0].reason.to_string(),
+        "every allowed node already forwards one of its host ports: \
+         host port 5353 (udp) by \"web-a\" on n1"
+    );
+}
+
+#[test]
+fn host_port_reasons_serialize_with_codes() {
+    let unplaced = UnplacedReason::HostPortConflict {
+        conflicts: vec![PortConflict {
+            node: "n1".into(),
+            host_port: HostPort::udp(53),
+            service: "dns".into(),
+        }],
+    };
+    assert_eq!(
+        serde_json::to_value(&unplaced).unwrap(),
+        serde_json::json!({
+            "code": "host_port_conflict",
+            "conflicts": [
+                {"node": "n1", "host_port": {"port": 53, "protocol": "udp"}, "service": "dns"}
+            ]
+        })
+    );
+    let moved = MoveReason::HostPortConflict {
+        host_port: HostPort::tcp(80),
+        kept: "web".into(),
+    };
+    let json = serde_json::to_value(&moved).unwrap();
+    assert_eq!(
+        json,
+        serde_json::json!({
+            "code": "host_port_conflict",
+            "host_port": {"port": 80, "protocol": "tcp"},
+            "kept": "web"
+        })
+    );
+    assert_eq!(serde_json::from_value::<MoveReason>(json).unwrap(), moved);
+}
+
+#[test]
+fn service_request_json_without_host_ports() {
+    let request: ServiceRequest =
+        serde_json::from_str(r#"{"name": "web", "vcpus": 1, "memory_mb": 256}"#).unwrap();
+    assert_eq!(request, service("web", 1, 256));
+
+    let request: ServiceRequest = serde_json::from_str(
+        r#"{"name": "dns", "vcpus": 1, "memory_mb": 64,
+            "host_ports": [{"port": 53, "protocol": "udp"}, {"port": 8053}]}"#,
+    )
+    .unwrap();
+    assert_eq!(request.host_ports, [HostPort::udp(53), HostPort::tcp(8053)]);
+
+    let error = serde_json::from_str::<ServiceRequest>(
+        r#"{"name": "x", "vcpus": 1, "memory_mb": 64, "host_ports": [{"port": 1, "protocol": "sctp"}]}"#,
+    )
+    .unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .starts_with("invalid value: string \"sctp\", expected tcp or udp"),
+        "{error}"
     );
 }
 

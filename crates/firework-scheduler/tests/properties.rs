@@ -8,14 +8,21 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use firework_scheduler::{
-    ExistingPlacement, NodeCapacity, Placement, Resources, ScheduleOptions, ServiceRequest,
-    schedule,
+    ExistingPlacement, HostPort, NodeCapacity, Placement, Resources, ScheduleOptions,
+    ServiceRequest, schedule,
 };
 use proptest::prelude::*;
 use proptest::sample::subsequence;
 
 const LABELS: [&str; 2] = ["general", "gpu"];
 const GROUPS: [&str; 2] = ["es", "db"];
+/// Few ports, so that services often share one; 53 comes as TCP and UDP, which do not clash.
+const HOST_PORTS: [HostPort; 4] = [
+    HostPort::tcp(53),
+    HostPort::udp(53),
+    HostPort::tcp(80),
+    HostPort::tcp(443),
+];
 
 fn node_strategy(index: usize) -> impl Strategy<Value = NodeCapacity> {
     (
@@ -47,12 +54,16 @@ fn service_strategy(index: usize) -> impl Strategy<Value = ServiceRequest> {
         1u64..4096,
         proptest::option::of(proptest::sample::select(LABELS.to_vec())),
         proptest::option::of(proptest::sample::select(GROUPS.to_vec())),
+        subsequence(HOST_PORTS.to_vec(), 0..=2),
     )
-        .prop_map(move |(vcpus, memory_mb, node_type, group)| ServiceRequest {
-            node_type: node_type.map(str::to_owned),
-            anti_affinity_group: group.map(str::to_owned),
-            ..ServiceRequest::new(format!("s{index}"), vcpus, memory_mb)
-        })
+        .prop_map(
+            move |(vcpus, memory_mb, node_type, group, host_ports)| ServiceRequest {
+                node_type: node_type.map(str::to_owned),
+                anti_affinity_group: group.map(str::to_owned),
+                host_ports,
+                ..ServiceRequest::new(format!("s{index}"), vcpus, memory_mb)
+            },
+        )
 }
 
 fn services_strategy() -> impl Strategy<Value = Vec<ServiceRequest>> {
@@ -92,10 +103,14 @@ fn case_strategy() -> impl Strategy<Value = Case> {
     )
 }
 
-/// Generates a case and the same case with every input list shuffled.
+/// Generates a case and the same case with every input list shuffled and each service's
+/// host ports reversed.
 fn shuffled_strategy() -> impl Strategy<Value = (Case, Case)> {
     case_strategy().prop_flat_map(|case| {
-        let (nodes, services, existing, options) = case.clone();
+        let (nodes, mut services, existing, options) = case.clone();
+        for service in &mut services {
+            service.host_ports.reverse();
+        }
         let shuffled = (
             Just(nodes).prop_shuffle(),
             Just(services).prop_shuffle(),
@@ -106,8 +121,9 @@ fn shuffled_strategy() -> impl Strategy<Value = (Case, Case)> {
     })
 }
 
-/// Checks capacity, node type, anti-affinity and that each service is listed exactly once,
-/// all recomputed from the inputs rather than read from the placement's own summary.
+/// Checks capacity, node type, anti-affinity, host ports and that each service is listed
+/// exactly once, all recomputed from the inputs rather than read from the placement's own
+/// summary.
 fn check_invariants(case: &Case, placement: &Placement) -> Result<(), TestCaseError> {
     let (nodes, services, _, options) = case;
     let nodes: HashMap<&str, &NodeCapacity> = nodes.iter().map(|n| (n.name.as_str(), n)).collect();
@@ -116,6 +132,7 @@ fn check_invariants(case: &Case, placement: &Placement) -> Result<(), TestCaseEr
 
     let mut used: BTreeMap<&str, Resources> = BTreeMap::new();
     let mut groups: BTreeSet<(&str, &str)> = BTreeSet::new();
+    let mut host_ports: BTreeSet<(HostPort, &str)> = BTreeSet::new();
     let mut seen: BTreeSet<&str> = BTreeSet::new();
     for assignment in &placement.assignments {
         let service = services[assignment.service.as_str()];
@@ -136,6 +153,14 @@ fn check_invariants(case: &Case, placement: &Placement) -> Result<(), TestCaseEr
                 groups.insert((group, &assignment.node)),
                 "group {} twice on {}",
                 group,
+                assignment.node
+            );
+        }
+        for &host_port in &service.host_ports {
+            prop_assert!(
+                host_ports.insert((host_port, &assignment.node)),
+                "host port {} twice on {}",
+                host_port,
                 assignment.node
             );
         }
