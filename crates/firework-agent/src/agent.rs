@@ -544,11 +544,19 @@ impl Agent {
         self.register_adopted(&desired, &actual);
         self.collect_image_garbage(&services).await;
         match self.parts.routes.sync(&services, network.as_ref()).await {
-            Ok(Some(changed)) => self.parts.metrics.record_route_sync(if changed {
-                SyncResult::Ok
-            } else {
-                SyncResult::NoChange
-            }),
+            Ok(Some(synced)) => {
+                // A skipped local route counts as an error, as an image sync with one failed
+                // image does, so a route sync alert fires until the service is fixed. The
+                // route step logs which service and why.
+                let result = if synced.skipped_local > 0 {
+                    SyncResult::Error
+                } else if synced.changed {
+                    SyncResult::Ok
+                } else {
+                    SyncResult::NoChange
+                };
+                self.parts.metrics.record_route_sync(result);
+            }
             Ok(None) => {}
             Err(error) => {
                 self.parts.metrics.record_route_sync(SyncResult::Error);

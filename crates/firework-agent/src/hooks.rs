@@ -73,15 +73,25 @@ pub fn file_version(path: &str) -> std::io::Result<String> {
     Ok(format!("{}-{}", metadata.dev(), metadata.ino()))
 }
 
+/// The outcome of one route sync.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RoutesSynced {
+    /// Whether a route file was written or deleted.
+    pub changed: bool,
+    /// Local services whose route was skipped because their routing keys, guest IP or
+    /// backend port are missing or invalid.
+    pub skipped_local: usize,
+}
+
 /// Publishes ingress routes for the services that run on this node.
 pub trait RouteSync: Send + Sync + Debug {
     /// Called after every apply with the desired services and the assigned addresses.
-    /// Returns whether a route changed, or `None` when there is no router to sync.
+    /// Returns what the sync did, or `None` when there is no router to sync.
     fn sync<'a>(
         &'a self,
         services: &'a [LabeledService],
         network: Option<&'a AppliedNetwork>,
-    ) -> BoxFuture<'a, Result<Option<bool>, BoxError>>;
+    ) -> BoxFuture<'a, Result<Option<RoutesSynced>, BoxError>>;
 }
 
 /// The default route step: no routes.
@@ -93,7 +103,7 @@ impl RouteSync for NoRoutes {
         &'a self,
         _services: &'a [LabeledService],
         _network: Option<&'a AppliedNetwork>,
-    ) -> BoxFuture<'a, Result<Option<bool>, BoxError>> {
+    ) -> BoxFuture<'a, Result<Option<RoutesSynced>, BoxError>> {
         async { Ok(None) }.boxed()
     }
 }

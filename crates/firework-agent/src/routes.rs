@@ -6,7 +6,9 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
 use firework_net::AppliedNetwork;
-use firework_routes::{PeerServices, RemoteNodeRoutes, RemoteService, RouteKeys, local_routes};
+use firework_routes::{
+    PeerServices, RemoteNodeRoutes, RemoteService, RouteKeys, SyncReport, local_routes,
+};
 use firework_store::{ConfigStore, PlacementIndex, StoreErrorKind, error_chain};
 use futures::FutureExt;
 use futures::future::BoxFuture;
@@ -14,7 +16,7 @@ use tracing::{info, warn};
 
 use crate::desired::LabeledService;
 use crate::error::BoxError;
-use crate::hooks::RouteSync;
+use crate::hooks::{RouteSync, RoutesSynced};
 
 /// Writes routes into `traefik_config_dir` after every apply.
 #[derive(Debug)]
@@ -24,6 +26,71 @@ pub struct TraefikRoutes {
     own_labels: BTreeSet<String>,
     /// The peers of the last index that was read, kept when the index cannot be read.
     last_peers: Mutex<Option<Vec<String>>>,
+    /// The skipped routes of the last successful sync.
+    skips: Mutex<SkipLog>,
+}
+
+/// The skipped routes of the last sync with their reasons. A skip is logged when it
+/// appears or its reason changes, and once more when it ends, so a service that stays
+/// broken does not log a warning every tick.
+#[derive(Debug, Default)]
+struct SkipLog {
+    local: BTreeMap<String, String>,
+    /// By node and service; the service is empty for a problem of the node itself.
+    peers: BTreeMap<(String, String), String>,
+}
+
+impl SkipLog {
+    /// Logs how the skips of `report` differ from the last report's and remembers them.
+    fn update(&mut self, report: &SyncReport) {
+        let mut local = BTreeMap::new();
+        for skip in &report.skipped_local {
+            let reason = skip.reason.to_string();
+            if self.local.get(&skip.service) != Some(&reason) {
+                match &skip.kept_file {
+                    Some(file) => warn!(
+                        service = %skip.service,
+                        %reason,
+                        kept_file = %file,
+                        "local route skipped; its earlier route file stays until the service is fixed"
+                    ),
+                    None => warn!(
+                        service = %skip.service,
+                        %reason,
+                        "local route skipped; the service has no route until it is fixed"
+                    ),
+                }
+            }
+            local.insert(skip.service.clone(), reason);
+        }
+        for service in self.local.keys() {
+            if !local.contains_key(service) {
+                info!(service = %service, "local route no longer skipped");
+            }
+        }
+        self.local = local;
+
+        let peers: BTreeMap<(String, String), String> = report
+            .skipped
+            .iter()
+            .map(|skip| {
+                let key = (skip.node.clone(), skip.service.clone());
+                (key, skip.reason.to_string())
+            })
+            .collect();
+        for ((node, service), reason) in &peers {
+            let key = (node.clone(), service.clone());
+            if self.peers.get(&key) != Some(reason) {
+                warn!(node = %node, service = %service, %reason, "peer route skipped");
+            }
+        }
+        for (node, service) in self.peers.keys() {
+            if !peers.contains_key(&(node.clone(), service.clone())) {
+                info!(node = %node, service = %service, "peer route no longer skipped");
+            }
+        }
+        self.peers = peers;
+    }
 }
 
 impl TraefikRoutes {
@@ -39,6 +106,7 @@ impl TraefikRoutes {
             store,
             own_labels: own_labels.iter().cloned().collect(),
             last_peers: Mutex::new(None),
+            skips: Mutex::new(SkipLog::default()),
         }
     }
 
@@ -113,10 +181,12 @@ impl RouteSync for TraefikRoutes {
         &'a self,
         services: &'a [LabeledService],
         network: Option<&'a AppliedNetwork>,
-    ) -> BoxFuture<'a, Result<Option<bool>, BoxError>> {
+    ) -> BoxFuture<'a, Result<Option<RoutesSynced>, BoxError>> {
         async move {
             let Some(remote) = self.peers().await else {
-                return Err("placement index unreadable and never read; routes left as they are".into());
+                return Err(
+                    "placement index unreadable and never read; routes left as they are".into(),
+                );
             };
             let guest_ips: BTreeMap<String, IpAddr> = network
                 .map(|network| {
@@ -134,14 +204,18 @@ impl RouteSync for TraefikRoutes {
                 .await
                 .map_err(|error| -> BoxError { Box::new(error) })?
                 .map_err(|error| -> BoxError { Box::new(error) })?;
-            for skipped in &report.skipped {
-                warn!(node = %skipped.node, service = %skipped.service, reason = %skipped.reason, "peer route skipped");
-            }
+            self.skips
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .update(&report);
             let changed = !report.written.is_empty() || !report.deleted.is_empty();
             if changed {
                 info!(written = ?report.written, deleted = ?report.deleted, "routes synced");
             }
-            Ok(Some(changed))
+            Ok(Some(RoutesSynced {
+                changed,
+                skipped_local: report.skipped_local.len(),
+            }))
         }
         .boxed()
     }
@@ -151,6 +225,110 @@ impl RouteSync for TraefikRoutes {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    use firework_routes::{RouteError, SkippedLocalRoute, SkippedRoute};
+
+    /// A log writer that appends to a shared buffer.
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// Runs `update` on `log` and returns the lines it logged.
+    fn logged(log: &mut SkipLog, report: &SyncReport) -> Vec<String> {
+        let buffer = Arc::new(Mutex::new(Vec::new()));
+        let writer = Arc::clone(&buffer);
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || Captured(Arc::clone(&writer)))
+            .with_ansi(false)
+            .without_time()
+            .finish();
+        tracing::subscriber::with_default(subscriber, || log.update(report));
+        let text = String::from_utf8(buffer.lock().unwrap().clone()).unwrap();
+        text.lines().map(str::to_owned).collect()
+    }
+
+    fn report(local_reason: Option<RouteError>, peer_reason: Option<RouteError>) -> SyncReport {
+        SyncReport {
+            skipped_local: local_reason
+                .into_iter()
+                .map(|reason| SkippedLocalRoute {
+                    service: "web".to_owned(),
+                    reason,
+                    kept_file: Some("firework-local-web.yaml".to_owned()),
+                })
+                .collect(),
+            skipped: peer_reason
+                .into_iter()
+                .map(|reason| SkippedRoute {
+                    node: "node-2".to_owned(),
+                    service: "api".to_owned(),
+                    reason,
+                })
+                .collect(),
+            ..SyncReport::default()
+        }
+    }
+
+    #[test]
+    fn skips_logged_on_change() {
+        let mut log = SkipLog::default();
+        let broken = report(
+            Some(RouteError::MissingBackendPort),
+            Some(RouteError::MissingHostIp),
+        );
+
+        let first = logged(&mut log, &broken);
+        assert_eq!(first.len(), 2, "{first:?}");
+        assert!(first[0].starts_with(" WARN "), "{first:?}");
+        assert!(first[0].contains("local route skipped; its earlier route file stays"));
+        assert!(first[0].contains("service=web"), "{first:?}");
+        assert!(
+            first[0].contains("reason=the service is routed but has no usable backend port"),
+            "{first:?}"
+        );
+        assert!(
+            first[0].contains("kept_file=firework-local-web.yaml"),
+            "{first:?}"
+        );
+        assert!(first[1].starts_with(" WARN "), "{first:?}");
+        assert!(first[1].contains("peer route skipped"), "{first:?}");
+        assert!(first[1].contains("node=node-2 service=api"), "{first:?}");
+
+        let again = logged(&mut log, &broken);
+        assert!(again.is_empty(), "unchanged skips logged again: {again:?}");
+
+        let changed = report(
+            Some(RouteError::MissingGuestIp),
+            Some(RouteError::MissingHostIp),
+        );
+        let after_change = logged(&mut log, &changed);
+        assert_eq!(after_change.len(), 1, "{after_change:?}");
+        assert!(
+            after_change[0].contains("reason=the service is routed but has no guest IP"),
+            "{after_change:?}"
+        );
+
+        let fixed = logged(&mut log, &report(None, None));
+        assert_eq!(fixed.len(), 2, "{fixed:?}");
+        assert!(fixed[0].starts_with(" INFO "), "{fixed:?}");
+        assert!(
+            fixed[0].contains("local route no longer skipped service=web"),
+            "{fixed:?}"
+        );
+        assert!(
+            fixed[1].contains("peer route no longer skipped node=node-2 service=api"),
+            "{fixed:?}"
+        );
+    }
 
     #[test]
     fn index_peers_skip_own_labels() {

@@ -93,6 +93,24 @@ fn get(port: u16, host: &str) -> Option<(u16, String)> {
     Some((status, response.split_once("\r\n\r\n")?.1.to_owned()))
 }
 
+/// Removes the ANSI color sequences (`ESC [ ... m`) that the agent's text log contains.
+fn without_ansi_colors(text: &str) -> String {
+    let mut plain = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for code in chars.by_ref() {
+                if code == 'm' {
+                    break;
+                }
+            }
+        } else {
+            plain.push(c);
+        }
+    }
+    plain
+}
+
 fn index(peer_port: u16) -> String {
     format!(
         r#"{{"version": 1, "nodes": {{
@@ -125,7 +143,7 @@ fn traefik_serves_local_and_peer_routes() {
         "alpha",
         &format!("    network: {{}}\n    port_forwards:\n      - host_port: 18080\n        vm_port: {vm_port}\n    metadata:\n      host: alpha.test\n"),
     );
-    node.write_label("web", &[alpha]);
+    node.write_label("web", std::slice::from_ref(&alpha));
     let web_port = free_port();
     let _traefik = start_traefik(&traefik, &routes, web_port, &node.path("traefik.log"));
     node.start_agent();
@@ -187,6 +205,49 @@ fn traefik_serves_local_and_peer_routes() {
     )));
     assert!(remote_file.exists(), "the peer's route was deleted");
 
+    // A routed service without a backend port is skipped, alpha stays routed, and the
+    // warning is logged once, not on every tick.
+    let broken = node.service(
+        "broken",
+        "    network: {}\n    metadata:\n      host: broken.test\n",
+    );
+    node.write_label("web", &[alpha, broken]);
+    let syncs = |result: &str| -> u64 {
+        let metrics = node.request("GET", "/metrics").unwrap().1;
+        let prefix = format!("firework_agent_route_syncs_total{{result=\"{result}\"}} ");
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(prefix.as_str()))
+            .and_then(|value| value.parse().ok())
+            .unwrap_or(0)
+    };
+    let errors_before = syncs("error");
+    for _ in 0..3 {
+        let before = syncs("error");
+        node.reconcile();
+        assert!(
+            wait_until(DEADLINE, || syncs("error") > before),
+            "no route sync counted as error\nlog:\n{}",
+            node.log()
+        );
+    }
+    assert!(syncs("error") >= errors_before + 3);
+    let log = without_ansi_colors(&node.log());
+    let warnings: Vec<&str> = log
+        .lines()
+        .filter(|line| line.contains("local route skipped"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(warnings[0].contains("WARN"), "{warnings:?}");
+    assert!(warnings[0].contains("service=broken"), "{warnings:?}");
+    assert!(
+        warnings[0].contains("has no usable backend port"),
+        "{warnings:?}"
+    );
+    assert!(!log.contains("route sync failed"), "{log}");
+    assert!(!routes.join("firework-local-broken.yaml").exists());
+    assert!(routed("alpha.test", "alpha"));
+
     // Deleting the service deletes its route, and Traefik stops serving it.
     node.write_label("web", &[]);
     node.reconcile();
@@ -202,6 +263,9 @@ fn traefik_serves_local_and_peer_routes() {
         "traefik still routes alpha.test"
     );
     assert!(routed("beta.test", "beta"));
+    assert!(wait_until(DEADLINE, || node
+        .log()
+        .contains("local route no longer skipped")));
     let metrics = node.request("GET", "/metrics").unwrap().1;
     assert!(
         metrics.contains("firework_agent_route_syncs_total{result=\"ok\"} "),

@@ -148,7 +148,8 @@ label_value_enum! {
         Ok => "ok",
         /// Everything was already in place.
         NoChange => "no_change",
-        /// The sync failed.
+        /// The sync failed, in whole or for some of its items: an image, or the route of
+        /// a local service.
         Error => "error",
     }
 }

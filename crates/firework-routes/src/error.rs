@@ -3,8 +3,10 @@
 use std::io;
 use std::path::PathBuf;
 
-/// The reason one route cannot be written. For a local service it fails the whole sync.
-/// For a peer's service the route is skipped and reported in [`crate::SyncReport::skipped`].
+/// The reason one route cannot be written. The route is skipped and listed in
+/// [`crate::SyncReport::skipped`] for a peer or [`crate::SyncReport::skipped_local`] for a
+/// local service. Two reasons fail the whole sync instead, as [`RoutesError::LocalRoute`]:
+/// an invalid local service name, and an operator's file with a local route's file name.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RouteError {
     /// The service name is not a DNS label, so it cannot become a file or router name.
@@ -71,7 +73,8 @@ pub enum RoutesError {
     /// The configured ingress domain is invalid.
     #[error("invalid ingress_domain {domain:?}: {rule}")]
     InvalidIngressDomain { domain: String, rule: &'static str },
-    /// A local service cannot be routed; no file was changed.
+    /// A local service has an invalid name, or an operator's file has its route file
+    /// name; no file was changed.
     #[error("cannot route local service {service:?}")]
     LocalRoute {
         service: String,
@@ -84,6 +87,16 @@ pub enum RoutesError {
         host: String,
         first: String,
         second: String,
+    },
+    /// A valid local route claims the host name that the kept file of a skipped local
+    /// service still routes; no file was changed.
+    #[error(
+        "local service {service:?} routes host {host:?}, which the kept route of skipped local service {skipped_service:?} still serves; fix {skipped_service:?} or choose another host"
+    )]
+    KeptLocalHost {
+        host: String,
+        skipped_service: String,
+        service: String,
     },
     /// A local service appears twice in the list; no file was changed.
     #[error("local service {service:?} is listed more than once")]

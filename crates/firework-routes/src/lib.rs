@@ -40,9 +40,19 @@
 //!
 //! # Rules
 //!
-//! * Local routes are strict: invalid routing keys, a routed service without guest IP or
-//!   backend port, two local services with one host name, or a route file name taken by a
-//!   file Firework did not write fail the sync before any file changes.
+//! * A local route with invalid routing keys (both keys, an invalid value, a subdomain
+//!   without ingress domain), without guest IP or without backend port is skipped and
+//!   listed in [`SyncReport::skipped_local`]; the other services' routes are written as
+//!   usual. The skipped service's file from an earlier sync stays byte for byte (listed in
+//!   [`SyncReport::kept`]), so a bad edit does not take a working route down, and the host
+//!   name in that file counts as claimed. A skipped service without such a file gets none.
+//! * These local problems still fail the sync before any file changes:
+//!   * an invalid service name or a service listed twice. The model rejects both when it
+//!     parses a node config, so they mean the caller passed unchecked input.
+//!   * two local routes with one host name, a kept file's host included. Skipping one of
+//!     the two would pick the route that serves the host by name order.
+//!   * a route file name taken by a file Firework did not write. That is a conflict in
+//!     the directory, not in a service's config, and the operator resolves it once.
 //! * Remote routes are best effort: peers are visited in node-name order and services in
 //!   name order. A route is skipped (and listed in [`SyncReport::skipped`]) for invalid
 //!   keys, a peer without `host_ip`, a service without port forward, or a host name
@@ -50,6 +60,9 @@
 //! * A peer passed as unknown keeps its existing files unchanged, and their host names
 //!   count as claimed for the listed peers. A kept file whose host name a local route now
 //!   serves is deleted, because local routes win.
+//! * The sync logs skips at debug level only, because it runs on every reconcile. The
+//!   caller reports [`SyncReport::skipped`] and [`SyncReport::skipped_local`]. The agent
+//!   logs a skip when it appears or its reason changes.
 //! * Each file is written to a temporary `.firework-*.tmp` file, flushed and renamed into
 //!   place, so Traefik never reads a partial file; files whose bytes are unchanged are not
 //!   rewritten. Stale files are deleted only after all new files are in place.
@@ -65,4 +78,4 @@ pub use error::{RouteError, RoutesError};
 pub use hostname::{RouteKeys, normalize_domain};
 pub use render::{LOCAL_FILE_PREFIX, OWNERSHIP_MARKER, REMOTE_FILE_PREFIX};
 pub use route::{LocalRoute, PeerServices, RemoteNodeRoutes, RemoteService, local_routes};
-pub use sync::{DEFAULT_ENTRY_POINT, RouteSync, SkippedRoute, SyncReport};
+pub use sync::{DEFAULT_ENTRY_POINT, RouteSync, SkippedLocalRoute, SkippedRoute, SyncReport};

@@ -7,8 +7,8 @@ use firework_model::{NodeConfig, Service, names};
 
 use crate::hostname::RouteKeys;
 
-/// A service running on this node. Routed local services are strict: a missing guest IP or
-/// backend port, or invalid routing keys, fail the whole sync.
+/// A service running on this node. A routed local service with invalid routing keys or a
+/// missing guest IP or backend port gets no new route; see [`crate::SyncReport::skipped_local`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LocalRoute {
     /// The service name, a DNS label.

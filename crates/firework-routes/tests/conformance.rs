@@ -6,8 +6,10 @@
 //! and rule, entry point and backend URL are compared instead of router names. Files seeded
 //! into the directory by a vector were not written by Firework, so they survive; the stale
 //! route the vector means is created by an earlier Firework sync and must be deleted. Where
-//! the baseline and HEAD disagree (routed services without guest IP or backend port), HEAD's
-//! behaviour is implemented: the sync fails.
+//! the baseline and HEAD disagree (routed services without guest IP or backend port), the
+//! baseline's behaviour is implemented: the route is skipped. HEAD's vectors that fail the
+//! whole sync for one local service's routing keys, guest IP or port check instead that
+//! only that service is skipped.
 
 // Helpers outside #[test] functions unwrap too, because a panic there is a test failure.
 #![allow(clippy::unwrap_used)]
@@ -21,7 +23,7 @@ use std::path::{Path, PathBuf};
 
 use firework_model::Service;
 use firework_routes::{
-    LocalRoute, RemoteNodeRoutes, RemoteService, RouteKeys, RouteSync, RoutesError,
+    LocalRoute, RemoteNodeRoutes, RemoteService, RouteKeys, RouteSync, RoutesError, SyncReport,
     normalize_domain,
 };
 use serde::Deserialize;
@@ -467,7 +469,6 @@ macro_rules! single_vectors {
 }
 
 single_vectors! {
-    both_keys_error => "traefik-both-keys-error",
     deletes_stale => "traefik-deletes-stale",
     deletes_stale_subdomain => "traefik-deletes-stale-subdomain",
     duplicate_local_hostname_error => "traefik-duplicate-local-hostname-error",
@@ -478,29 +479,47 @@ single_vectors! {
     remote_route => "traefik-remote-route",
     remote_skip_no_host_ip => "traefik-remote-skip-no-host-ip",
     remote_skip_no_host_ip_subdomain => "traefik-remote-skip-no-host-ip-subdomain",
-    routed_no_backend_port_error => "traefik-routed-no-backend-port-error",
+    skip_no_guest_ip => "traefik-skip-no-guest-ip",
     skip_no_host => "traefik-skip-no-host",
+    skip_no_port => "traefik-skip-no-port",
     subdomain_local => "traefik-subdomain-local",
-    subdomain_needs_domain => "traefik-subdomain-needs-domain",
     subdomain_remote => "traefik-subdomain-remote",
     synclocal_keeps_remote => "traefik-synclocal-keeps-remote",
     unrouted_no_file => "traefik-unrouted-no-file",
 }
 
-/// Baseline vectors that skip a routed service without guest IP or backend port. We follow
-/// HEAD, which fails the sync, so these check the failure and that nothing was written.
+/// Checks that `report` skipped the local service `service` alone, and that it had no
+/// route file to keep.
+fn assert_only_skipped(vector: &str, report: &SyncReport, service: &str) {
+    let skipped: Vec<&str> = report
+        .skipped_local
+        .iter()
+        .map(|skip| skip.service.as_str())
+        .collect();
+    assert_eq!(skipped, [service], "{vector}: {report:?}");
+    assert_eq!(report.skipped_local[0].kept_file, None, "{vector}");
+}
+
+/// HEAD vectors that fail the sync for one local service's routing keys or backend port.
+/// We skip that service's route instead, so the sync succeeds and writes no file for it.
 #[test]
-fn baseline_skips_become_errors() {
+fn head_local_errors_become_skips() {
     let Some(root) = vectors_root() else { return };
-    for name in ["traefik-skip-no-guest-ip", "traefik-skip-no-port"] {
+    for name in [
+        "traefik-both-keys-error",
+        "traefik-routed-no-backend-port-error",
+        "traefik-subdomain-needs-domain",
+    ] {
         let input = load_input(&root.join(name));
         let temp = tempfile::tempdir().unwrap();
-        let result = syncer(temp.path(), &input.settings).sync(&local_routes(&input.local), &[]);
-        let error = result.expect_err(name);
+        let report = syncer(temp.path(), &input.settings)
+            .sync(&local_routes(&input.local), &[])
+            .unwrap_or_else(|e| panic!("{name}: {}", error_chain(&e)));
         eprintln!(
-            "{name}: differs on purpose (HEAD behaviour): {}",
-            error_chain(&error)
+            "{name}: differs on purpose: the route is skipped: {}",
+            report.skipped_local[0].reason
         );
+        assert_only_skipped(name, &report, "kibana");
         assert!(common::names(temp.path()).is_empty(), "{name}");
     }
 }
@@ -553,8 +572,9 @@ fn multi_run_vectors() {
     }
 }
 
-/// `traefik-validation-failure-no-changes`: a failing second step leaves the first
-/// step's files byte for byte.
+/// `traefik-validation-failure-no-changes`: step 2 adds a service with an invalid
+/// subdomain. HEAD fails the sync; we skip that route, and step 1's file stays byte for
+/// byte either way.
 #[test]
 fn validation_failure_no_changes() {
     let Some(root) = vectors_root() else { return };
@@ -572,10 +592,16 @@ fn validation_failure_no_changes() {
     assert_eq!(expected.steps[0].outcome.as_deref(), Some("ok"));
 
     let step2 = steps[1].local_services.as_ref().unwrap();
-    let error = routes.sync(&local_routes(step2), &[]).unwrap_err();
+    let report = routes
+        .sync(&local_routes(step2), &[])
+        .unwrap_or_else(|e| panic!("{name}: {}", error_chain(&e)));
 
-    eprintln!("{name}: failed as expected: {}", error_chain(&error));
     assert_eq!(expected.steps[1].outcome.as_deref(), Some("error"));
+    eprintln!(
+        "{name}: differs on purpose: step 2 skips the route instead of failing: {}",
+        report.skipped_local[0].reason
+    );
+    assert_only_skipped(name, &report, "broken");
     assert_eq!(
         expected.steps[1].kibana_yaml_unchanged_since_step_1,
         Some(true)
@@ -584,7 +610,8 @@ fn validation_failure_no_changes() {
     check_files(name, temp.path(), &expected.steps[1]);
 }
 
-/// Table vectors: one sync per case of the kibana service, each must fail without a file.
+/// Table vectors: one sync per case of the kibana service. HEAD fails each sync; we skip
+/// the route, so each sync succeeds without a file.
 #[test]
 fn error_case_tables() {
     let Some(root) = vectors_root() else { return };
@@ -619,6 +646,7 @@ fn error_case_tables() {
                 .collect()
         };
         assert!(!cases.is_empty(), "{name}");
+        eprintln!("{name}: differs on purpose: each case skips the route instead of failing");
         for metadata in cases {
             let service = VService {
                 name: "kibana".to_string(),
@@ -633,8 +661,10 @@ fn error_case_tables() {
                 metadata: Some(metadata.clone()),
             };
             let temp = tempfile::tempdir().unwrap();
-            let result = syncer(temp.path(), &input.settings).sync(&local_routes(&[service]), &[]);
-            assert!(result.is_err(), "{name}: {metadata:?} accepted");
+            let report = syncer(temp.path(), &input.settings)
+                .sync(&local_routes(&[service]), &[])
+                .unwrap_or_else(|e| panic!("{name}: {metadata:?}: {}", error_chain(&e)));
+            assert_only_skipped(name, &report, "kibana");
             assert!(
                 common::names(temp.path()).is_empty(),
                 "{name}: {metadata:?}"

@@ -411,24 +411,301 @@ fn assert_local_error_changes_nothing(routes: &[LocalRoute], check: impl Fn(&Rou
     assert_eq!(snapshot(temp.path()), before, "files changed after {error}");
 }
 
+/// Checks that `bad` (the service `web`) is skipped with `reason` while the other routes
+/// are written, by a syncer with `domain` as its ingress domain. Where `web` has a route
+/// file from an earlier sync, that file stays byte for byte. In an empty directory no
+/// file appears for `web`.
+fn assert_local_skipped(domain: Option<&str>, bad: &LocalRoute, reason: &str) {
+    assert_eq!(bad.service, "web");
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path();
+    let routes = RouteSync::new(dir, "web", domain).unwrap();
+    let peers = [RemoteNodeRoutes {
+        node: "node-2".to_string(),
+        host_ip: Some(ip("10.0.1.5")),
+        services: PeerServices::Listed(vec![RemoteService {
+            service: "other".to_string(),
+            host_port: Some(8080),
+            keys: RouteKeys {
+                host: Some("other.example.com".to_string()),
+                subdomain: None,
+            },
+        }]),
+    }];
+    routes
+        .sync(
+            &[
+                local("kibana", "172.16.0.2", 5601, "kibana.example.com"),
+                local("web", "172.16.0.3", 80, "web.example.com"),
+            ],
+            &peers,
+        )
+        .unwrap();
+    let before = snapshot(dir);
+
+    let report = routes
+        .sync(
+            &[
+                local("kibana", "172.16.0.9", 5601, "kibana.example.com"),
+                bad.clone(),
+                local("new", "172.16.0.4", 80, "new.example.com"),
+            ],
+            &peers,
+        )
+        .unwrap();
+
+    assert_eq!(report.skipped_local.len(), 1, "{report:?}");
+    let skipped = &report.skipped_local[0];
+    assert_eq!(skipped.service, "web");
+    assert_eq!(skipped.reason.to_string(), reason);
+    assert_eq!(
+        skipped.kept_file.as_deref(),
+        Some("firework-local-web.yaml")
+    );
+    assert_eq!(
+        report.written,
+        ["firework-local-kibana.yaml", "firework-local-new.yaml"]
+    );
+    assert_eq!(report.unchanged, ["firework-remote-node-2_other.yaml"]);
+    assert_eq!(report.kept, ["firework-local-web.yaml"]);
+    assert!(report.deleted.is_empty(), "{report:?}");
+    assert!(report.skipped.is_empty(), "{report:?}");
+    assert_eq!(
+        snapshot(dir)["firework-local-web.yaml"],
+        before["firework-local-web.yaml"],
+        "the skipped service's file changed"
+    );
+    let kibana = read(dir, "firework-local-kibana.yaml");
+    assert!(kibana.contains("http://172.16.0.9:5601"), "{kibana}");
+
+    let empty = tempfile::tempdir().unwrap();
+    let report = RouteSync::new(empty.path(), "web", domain)
+        .unwrap()
+        .sync(
+            &[
+                bad.clone(),
+                local("kibana", "172.16.0.2", 5601, "kibana.example.com"),
+            ],
+            &[],
+        )
+        .unwrap();
+
+    assert_eq!(report.skipped_local.len(), 1, "{report:?}");
+    assert_eq!(report.skipped_local[0].reason.to_string(), reason);
+    assert_eq!(report.skipped_local[0].kept_file, None);
+    assert!(report.kept.is_empty(), "{report:?}");
+    assert_eq!(names(empty.path()), ["firework-local-kibana.yaml"]);
+}
+
 #[test]
-fn local_missing_guest_ip_fails() {
+fn local_missing_guest_ip_skipped() {
     let mut route = local("web", "172.16.0.2", 80, "web.example.com");
     route.guest_ip = None;
-    assert_local_error_changes_nothing(
-        &[route],
-        |error| matches!(error, RoutesError::LocalRoute { service, source: RouteError::MissingGuestIp } if service == "web"),
+    assert_local_skipped(
+        Some("example.com"),
+        &route,
+        "the service is routed but has no guest IP; give it a network block",
     );
 }
 
 #[test]
-fn local_missing_port_fails() {
+fn local_missing_port_skipped() {
     let mut route = local("web", "172.16.0.2", 80, "web.example.com");
     route.backend_port = None;
-    assert_local_error_changes_nothing(
-        &[route],
-        |error| matches!(error, RoutesError::LocalRoute { service, source: RouteError::MissingBackendPort } if service == "web"),
+    assert_local_skipped(
+        Some("example.com"),
+        &route,
+        "the service is routed but has no usable backend port; add a port forward or a health check port",
     );
+}
+
+#[test]
+fn local_both_keys_skipped() {
+    let mut route = local("web", "172.16.0.2", 80, "web.example.com");
+    route.keys.subdomain = Some("tenant-1".to_string());
+    assert_local_skipped(
+        Some("example.com"),
+        &route,
+        "metadata sets both host and subdomain: choose one",
+    );
+}
+
+#[test]
+fn local_invalid_host_skipped() {
+    let route = local("web", "172.16.0.2", 80, "x.com`) || Host(`y.com");
+    assert_local_skipped(
+        Some("example.com"),
+        &route,
+        "invalid metadata.host \"x.com`) || Host(`y.com\": each dot-separated label needs 1 to 63 characters of a-z, 0-9 and '-', not starting or ending with '-'",
+    );
+    let empty = local("web", "172.16.0.2", 80, "  ");
+    assert_local_skipped(
+        Some("example.com"),
+        &empty,
+        "invalid metadata.host \"  \": the host name is empty",
+    );
+}
+
+#[test]
+fn local_invalid_subdomain_skipped() {
+    let route = local_sub("web", "172.16.0.2", 80, "Bad.Label");
+    assert_local_skipped(
+        Some("example.com"),
+        &route,
+        "invalid metadata.subdomain \"Bad.Label\": use 1 to 63 characters of a-z, 0-9 and '-', not starting or ending with '-'",
+    );
+}
+
+#[test]
+fn local_subdomain_without_domain_skipped() {
+    let route = local_sub("web", "172.16.0.2", 80, "tenant-1");
+    assert_local_skipped(
+        None,
+        &route,
+        "metadata.subdomain \"tenant-1\" requires the agent's ingress_domain; set it",
+    );
+}
+
+#[test]
+fn skipped_route_recovers() {
+    let temp = tempfile::tempdir().unwrap();
+    let routes = syncer(temp.path());
+    let mut broken = local("web", "172.16.0.2", 80, "web.example.com");
+    broken.backend_port = None;
+    routes.sync(std::slice::from_ref(&broken), &[]).unwrap();
+    assert!(names(temp.path()).is_empty());
+
+    let report = routes
+        .sync(&[local("web", "172.16.0.2", 80, "web.example.com")], &[])
+        .unwrap();
+
+    assert!(report.skipped_local.is_empty(), "{report:?}");
+    assert_eq!(report.written, ["firework-local-web.yaml"]);
+}
+
+#[test]
+fn unrouted_service_file_deleted() {
+    // Removing both routing keys is no error: the service is unrouted, so its route goes.
+    let temp = tempfile::tempdir().unwrap();
+    let routes = syncer(temp.path());
+    routes
+        .sync(&[local("web", "172.16.0.2", 80, "web.example.com")], &[])
+        .unwrap();
+    let mut unrouted = local("web", "172.16.0.2", 80, "unused");
+    unrouted.keys = RouteKeys::default();
+
+    let report = routes.sync(&[unrouted], &[]).unwrap();
+
+    assert!(report.skipped_local.is_empty(), "{report:?}");
+    assert_eq!(report.deleted, ["firework-local-web.yaml"]);
+    assert!(names(temp.path()).is_empty());
+}
+
+/// Writes a route for `web` at `web.example.com`, then breaks `web` (no backend port).
+fn sync_then_break_web(routes: &RouteSync) -> LocalRoute {
+    routes
+        .sync(&[local("web", "172.16.0.2", 80, "web.example.com")], &[])
+        .unwrap();
+    let mut broken = local("web", "172.16.0.2", 80, "web.example.com");
+    broken.backend_port = None;
+    broken
+}
+
+#[test]
+fn kept_local_host_blocks_peer() {
+    let temp = tempfile::tempdir().unwrap();
+    let routes = syncer(temp.path());
+    let broken = sync_then_break_web(&routes);
+    let peers = [peer(
+        "node-2",
+        Some("10.0.1.5"),
+        vec![RemoteService {
+            service: "web".to_string(),
+            host_port: Some(8080),
+            keys: RouteKeys {
+                host: Some("web.example.com".to_string()),
+                subdomain: None,
+            },
+        }],
+    )];
+
+    let report = routes.sync(&[broken], &peers).unwrap();
+
+    assert_eq!(report.kept, ["firework-local-web.yaml"]);
+    assert_eq!(names(temp.path()), ["firework-local-web.yaml"]);
+    assert_eq!(report.skipped.len(), 1, "{report:?}");
+    assert_eq!(
+        report.skipped[0].reason,
+        RouteError::HostClaimed {
+            host: "web.example.com".to_string(),
+            owner: "the kept route of skipped local service \"web\"".to_string(),
+        }
+    );
+}
+
+#[test]
+fn kept_local_host_replaces_unknown_peer() {
+    let temp = tempfile::tempdir().unwrap();
+    let routes = syncer(temp.path());
+    routes
+        .sync(
+            &[local("web", "172.16.0.2", 80, "web.example.com")],
+            &[peer(
+                "node-2",
+                Some("10.0.1.5"),
+                vec![remote_service("shop", Some(8080), "shop")],
+            )],
+        )
+        .unwrap();
+    // A hand-edited ownership line makes the peer's kept file claim web's host too.
+    let peer_file = temp.path().join("firework-remote-node-2_shop.yaml");
+    let text = fs::read_to_string(&peer_file)
+        .unwrap()
+        .replace("host=shop.example.com", "host=web.example.com");
+    fs::write(&peer_file, text).unwrap();
+    let mut broken = local("web", "172.16.0.2", 80, "web.example.com");
+    broken.guest_ip = None;
+
+    let report = routes
+        .sync(&[broken], &[RemoteNodeRoutes::unknown("node-2")])
+        .unwrap();
+
+    assert_eq!(report.kept, ["firework-local-web.yaml"]);
+    assert_eq!(report.deleted, ["firework-remote-node-2_shop.yaml"]);
+}
+
+#[test]
+fn kept_local_host_conflict_fails() {
+    // The valid service sorts after and before the skipped one: both orders fail.
+    for other in ["api", "zoo"] {
+        let temp = tempfile::tempdir().unwrap();
+        let routes = syncer(temp.path());
+        let broken = sync_then_break_web(&routes);
+        let before = snapshot(temp.path());
+
+        let error = routes
+            .sync(
+                &[broken, local(other, "172.16.0.3", 80, "Web.Example.com")],
+                &[],
+            )
+            .unwrap_err();
+
+        assert!(
+            matches!(
+                &error,
+                RoutesError::KeptLocalHost { host, skipped_service, service }
+                    if host == "web.example.com" && skipped_service == "web" && service == other
+            ),
+            "{other}: {error:?}"
+        );
+        assert_eq!(
+            error.to_string(),
+            format!(
+                "local service \"{other}\" routes host \"web.example.com\", which the kept route of skipped local service \"web\" still serves; fix \"web\" or choose another host"
+            )
+        );
+        assert_eq!(snapshot(temp.path()), before, "{other}: files changed");
+    }
 }
 
 #[test]
@@ -462,31 +739,6 @@ fn local_invalid_name_fails() {
         &routes,
         |error| matches!(error, RoutesError::LocalRoute { service, source: RouteError::InvalidServiceName { .. } } if service == "../web"),
     );
-}
-
-#[test]
-fn local_invalid_keys_fail() {
-    let mut both = local("web", "172.16.0.2", 80, "a.example.com");
-    both.keys.subdomain = Some("tenant-1".to_string());
-    assert_local_error_changes_nothing(&[both], |error| {
-        matches!(
-            error,
-            RoutesError::LocalRoute {
-                source: RouteError::BothKeys,
-                ..
-            }
-        )
-    });
-    let injected = local("web", "172.16.0.2", 80, "x.com`) || Host(`y.com");
-    assert_local_error_changes_nothing(&[injected], |error| {
-        matches!(
-            error,
-            RoutesError::LocalRoute {
-                source: RouteError::InvalidHost { .. },
-                ..
-            }
-        )
-    });
 }
 
 #[test]

@@ -174,13 +174,22 @@ fn local(service: &str, port: u16, host: &str) -> LocalRoute {
     }
 }
 
-#[test]
-fn traefik_follows_route_files() {
-    let Some(binary) = traefik_binary() else {
+/// Finds Traefik, or prints a skip reason and returns `None`. With `CI=true` a missing
+/// Traefik fails the test instead.
+fn require_traefik() -> Option<PathBuf> {
+    let binary = traefik_binary();
+    if binary.is_none() {
         if std::env::var("CI").as_deref() == Ok("true") {
             panic!("traefik not found and CI=true; run .ci/setup-traefik.sh");
         }
         eprintln!("skipping: traefik not found (run .ci/setup-traefik.sh or set TRAEFIK_BIN)");
+    }
+    binary
+}
+
+#[test]
+fn traefik_follows_route_files() {
+    let Some(binary) = require_traefik() else {
         return;
     };
     let temp = tempfile::tempdir().unwrap();
@@ -260,5 +269,80 @@ fn traefik_follows_route_files() {
         !log.contains(".tmp"),
         "traefik read a temporary file:\n{log}"
     );
+    assert!(!log.contains(" ERR "), "traefik logged an error:\n{log}");
+}
+
+/// One service with a bad config does not stop the others' routes: a new service is
+/// served, the broken service keeps its earlier route, and a broken service without an
+/// earlier route gets none.
+#[test]
+fn traefik_serves_good_routes_beside_skipped() {
+    let Some(binary) = require_traefik() else {
+        return;
+    };
+    let temp = tempfile::tempdir().unwrap();
+    let routes_dir = temp.path().join("dynamic");
+    fs::create_dir(&routes_dir).unwrap();
+    let backend_a = start_backend("backend-a");
+    let backend_b = start_backend("backend-b");
+    let backend_c = start_backend("backend-c");
+    let (web_port, api_port) = (free_port(), free_port());
+    let traefik = Traefik::start(
+        &binary,
+        &routes_dir,
+        web_port,
+        api_port,
+        temp.path().join("traefik.log"),
+    );
+    wait_for_path(&traefik, api_port, "localhost", "/ping", (200, "OK"));
+    let routes = RouteSync::new(&routes_dir, "web", Some("example.test")).unwrap();
+
+    routes
+        .sync(
+            &[
+                local("app", backend_a, "app.example.test"),
+                local("shop", backend_b, "shop.example.test"),
+            ],
+            &[],
+        )
+        .unwrap();
+    wait_for(&traefik, web_port, "app.example.test", (200, "backend-a"));
+    wait_for(&traefik, web_port, "shop.example.test", (200, "backend-b"));
+    let shop_file = routes_dir.join("firework-local-shop.yaml");
+    let shop_before = fs::read(&shop_file).unwrap();
+
+    // shop loses its backend port, extra never had a guest IP, and fresh is new.
+    let mut shop = local("shop", backend_b, "shop.example.test");
+    shop.backend_port = None;
+    let mut extra = local("extra", backend_c, "extra.example.test");
+    extra.guest_ip = None;
+    let report = routes
+        .sync(
+            &[
+                local("app", backend_a, "app.example.test"),
+                shop,
+                extra,
+                local("fresh", backend_c, "fresh.example.test"),
+            ],
+            &[],
+        )
+        .unwrap();
+
+    let skipped: Vec<(&str, Option<&str>)> = report
+        .skipped_local
+        .iter()
+        .map(|skip| (skip.service.as_str(), skip.kept_file.as_deref()))
+        .collect();
+    assert_eq!(
+        skipped,
+        [("extra", None), ("shop", Some("firework-local-shop.yaml"))]
+    );
+    assert_eq!(report.written, ["firework-local-fresh.yaml"]);
+    assert_eq!(fs::read(&shop_file).unwrap(), shop_before);
+    wait_for(&traefik, web_port, "fresh.example.test", (200, "backend-c"));
+    wait_for(&traefik, web_port, "app.example.test", (200, "backend-a"));
+    wait_for(&traefik, web_port, "shop.example.test", (200, "backend-b"));
+    wait_for(&traefik, web_port, "extra.example.test", (404, ""));
+    let log = traefik.log();
     assert!(!log.contains(" ERR "), "traefik logged an error:\n{log}");
 }
