@@ -152,11 +152,17 @@ fn heartbeat_publishes_types_and_capacity() {
     // A new node has no nodes/web.yaml yet, and still announces itself to the scheduler.
     let path = node.path("store/registry/nodes/node-1.json");
     assert!(wait_until(CONVERGE, || path.is_file()), "no heartbeat");
-    let error = node.status()["last_error"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
-    assert!(error.contains("no desired state"), "{error}");
+    // The status is updated after the heartbeat, at the end of the tick.
+    let no_state = |status: serde_json::Value| {
+        status["last_error"]
+            .as_str()
+            .is_some_and(|error| error.contains("no desired state"))
+    };
+    assert!(
+        wait_until(CONVERGE, || no_state(node.status())),
+        "{}",
+        node.status()
+    );
 
     // `web` is a label already, so only `general` is added; only nodes/web.yaml is read.
     let record: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
@@ -170,7 +176,11 @@ fn heartbeat_publishes_types_and_capacity() {
     assert!(wait_until(CONVERGE, || node
         .running_pids()
         .contains_key("alpha")));
-    assert_eq!(node.status()["last_error"], serde_json::Value::Null);
+    assert!(
+        wait_until(CONVERGE, || node.status()["last_error"].is_null()),
+        "{}",
+        node.status()
+    );
 }
 
 #[test]
