@@ -15,7 +15,8 @@ pub const MAX_ERROR_LEN: usize = 256;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HealthState {
     /// Started and not yet healthy: within the start period, or fewer successes than
-    /// `success_threshold` so far.
+    /// `success_threshold` so far, and no counted failure since the start. Probed at the
+    /// startup cadence as well as at `interval`.
     Starting,
     /// The last `success_threshold` probes succeeded.
     Healthy,
@@ -75,13 +76,14 @@ pub struct ServiceHealth {
     pub started_at: Instant,
     /// The scheduled restart time in wall-clock time, while restarting.
     pub next_attempt_at: Option<SystemTime>,
-    /// Failed probes in a row that counted (those after the start period).
+    /// Failed probes in a row that counted: regular probes after the start period.
     pub consecutive_failures: u32,
     /// Successful probes in a row.
     pub consecutive_successes: u32,
-    /// Probes run since registration.
+    /// Probes run since registration, startup probes included.
     pub probes: u64,
-    /// Failed probes since registration, including those in the start period.
+    /// Failed probes since registration, including those in the start period and failed
+    /// startup probes.
     pub probe_failures: u64,
     /// Restarts done since registration.
     pub restarts: u32,

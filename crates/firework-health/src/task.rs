@@ -13,6 +13,7 @@ use crate::locks::ServiceLocks;
 use crate::monitor::Restarter;
 use crate::policy::{Decision, RestartPolicy};
 use crate::probe::{ProbeError, Prober};
+use crate::schedule::{ProbeKind, ProbeSchedule};
 use crate::state::{HealthState, ServiceHealth, bound_error};
 use crate::target::ProbeTarget;
 
@@ -51,29 +52,35 @@ pub(crate) struct ServiceTask {
 
 impl ServiceTask {
     pub(crate) async fn run(mut self) {
-        let interval = self
-            .probed
-            .as_ref()
-            .map(|(check, _)| Duration::from(check.interval).max(Duration::from_millis(1)));
-        let mut next_probe = interval.map(|interval| Instant::now() + interval);
+        let mut schedule = self.probed.as_ref().map(|(check, _)| {
+            let interval = Duration::from(check.interval).max(Duration::from_millis(1));
+            ProbeSchedule::new(interval, Instant::now())
+        });
 
         loop {
-            let probing = next_probe.is_some()
+            let state = self.state();
+            let probing = schedule.is_some()
                 && matches!(
-                    self.state(),
+                    state,
                     HealthState::Starting | HealthState::Healthy | HealthState::Unhealthy
                 );
-            let wake = next_probe.unwrap_or_else(Instant::now);
+            let (wake, kind) = schedule.as_ref().map_or_else(
+                || (Instant::now(), ProbeKind::Regular),
+                |schedule| schedule.next(state == HealthState::Starting),
+            );
             tokio::select! {
                 () = sleep_until(wake), if probing => {
-                    if let Some(reason) = self.probe().await
-                        && !self.restart_cycle(&reason).await
-                    {
+                    let Some(schedule) = schedule.as_mut() else { continue };
+                    let Some(exhausted) = self.probe(kind, schedule).await else {
+                        continue;
+                    };
+                    if !self.restart_cycle(&exhausted).await {
                         return;
                     }
-                    next_probe = interval.map(|interval| Instant::now() + interval);
+                    schedule.restart(Instant::now());
                 }
                 command = self.commands.recv() => {
+                    let restarts = self.health.borrow().restarts;
                     let keep_running = match command {
                         None => false,
                         Some(Command::VmExited(reason)) => self.on_exit(&reason).await,
@@ -86,7 +93,14 @@ impl ServiceTask {
                     if !keep_running {
                         return;
                     }
-                    next_probe = interval.map(|interval| Instant::now() + interval);
+                    if let Some(schedule) = schedule.as_mut() {
+                        let now = Instant::now();
+                        if self.health.borrow().restarts == restarts {
+                            schedule.postpone_regular(now);
+                        } else {
+                            schedule.restart(now);
+                        }
+                    }
                 }
             }
         }
@@ -104,20 +118,39 @@ impl ServiceTask {
         }
     }
 
-    /// Runs one probe and records it. Returns the reason when the failures reached
-    /// `retries`.
-    async fn probe(&mut self) -> Option<String> {
+    /// Runs one probe of `kind` and records it in the schedule and the snapshot. Returns the
+    /// reason when the counted failures reached `retries`.
+    ///
+    /// A startup probe still running when the regular probe is due is cancelled and not
+    /// recorded in the snapshot, and the regular probe follows at once.
+    async fn probe(&mut self, kind: ProbeKind, schedule: &mut ProbeSchedule) -> Option<String> {
         let (check, target) = self.probed.as_ref()?;
-        let timeout = Duration::from(check.timeout);
-        let result = match tokio::time::timeout(timeout, self.prober.probe(check, target)).await {
-            Ok(result) => result,
-            Err(_) => Err(ProbeError::TimedOut {
-                target: target.to_string(),
-                timeout,
-            }),
+        let probe = probe_with_timeout(self.prober.as_ref(), check, target);
+        let result = match kind {
+            ProbeKind::Regular => Some(probe.await),
+            ProbeKind::Startup => tokio::select! {
+                result = probe => Some(result),
+                () = sleep_until(schedule.regular_at()) => None,
+            },
         };
+        schedule.probed(kind, Instant::now());
+        match result {
+            Some(result) => self.record(kind, result),
+            None => {
+                tracing::debug!(service = %self.service, "startup probe cancelled because the regular probe is due");
+                None
+            }
+        }
+    }
+
+    /// Records the result of a probe of `kind`. A failure counts towards `retries` only for
+    /// a regular probe after the start period. Returns the reason when the counted failures
+    /// reached `retries`.
+    fn record(&mut self, kind: ProbeKind, result: Result<(), ProbeError>) -> Option<String> {
+        let (check, _) = self.probed.as_ref()?;
         let now = Instant::now();
         let in_start_period = now < self.health.borrow().started_at + check.start_period.0;
+        let counted = kind == ProbeKind::Regular && !in_start_period;
         let (retries, threshold) = (check.retries.max(1), check.success_threshold.max(1));
 
         let mut exhausted = None;
@@ -143,7 +176,7 @@ impl ServiceTask {
                     health.consecutive_successes = 0;
                     let message = bound_error(&error_chain(error));
                     health.last_error = Some(message.clone());
-                    if !in_start_period {
+                    if counted {
                         health.consecutive_failures = health.consecutive_failures.saturating_add(1);
                         became_unhealthy = health.state == HealthState::Healthy;
                         health.state = HealthState::Unhealthy;
@@ -164,7 +197,7 @@ impl ServiceTask {
                 .on_healthy_for(now.saturating_duration_since(since));
         }
         if let Err(error) = &result {
-            tracing::debug!(service = %self.service, error = %error_chain(error), in_start_period, "probe failed");
+            tracing::debug!(service = %self.service, error = %error_chain(error), kind = kind.name(), counted, "probe failed");
         }
         if let Some(reason) = &exhausted {
             tracing::warn!(service = %self.service, retries, reason = %reason, "health check failed; restarting");
@@ -356,6 +389,22 @@ impl ServiceTask {
     fn emit(&self, event: HealthEvent) {
         // No subscriber is fine, because the snapshot contains the same facts.
         let _ = self.events.send(event);
+    }
+}
+
+/// Runs one probe, failing with [`ProbeError::TimedOut`] after the check's timeout.
+async fn probe_with_timeout(
+    prober: &dyn Prober,
+    check: &HealthCheck,
+    target: &ProbeTarget,
+) -> Result<(), ProbeError> {
+    let timeout = Duration::from(check.timeout);
+    match tokio::time::timeout(timeout, prober.probe(check, target)).await {
+        Ok(result) => result,
+        Err(_) => Err(ProbeError::TimedOut {
+            target: target.to_string(),
+            timeout,
+        }),
     }
 }
 

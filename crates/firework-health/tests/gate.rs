@@ -13,7 +13,7 @@ use firework_health::{
 };
 use firework_model::GoDuration;
 use support::fakes::{RecordingRestarter, SwitchProber};
-use support::{Behaviour, http_check, http_guest};
+use support::{Behaviour, http_check, http_guest, http_guest_on, refused_port};
 use tokio::time::{Instant, sleep};
 
 const MINUTE: Duration = Duration::from_secs(60);
@@ -43,7 +43,7 @@ async fn gate_passes_when_healthy() {
         .wait_healthy("web", MINUTE, Duration::ZERO, &CancelToken::new())
         .await
         .unwrap();
-    assert_eq!(start.elapsed(), Duration::from_secs(10));
+    assert_eq!(start.elapsed(), firework_health::STARTUP_PROBE_DELAY);
 }
 
 #[tokio::test(start_paused = true)]
@@ -217,5 +217,32 @@ async fn gate_passes_against_real_server() {
         .await
         .unwrap();
     assert_eq!(monitor.health("web").unwrap().state, HealthState::Healthy);
+    assert!(restarter.times().is_empty());
+}
+
+#[tokio::test]
+async fn gate_passes_soon_after_late_server() {
+    // The guest starts to respond 1.5 s after the VM start, well before the first regular
+    // probe at 10 s; only the startup probes can see it healthy within the 8 s deadline.
+    let port = refused_port().await;
+    let restarter = RecordingRestarter::new();
+    let monitor = HealthMonitor::new(restarter.clone(), ServiceLocks::new());
+    monitor.register(Registration::new("web", Some(http_check(port)), None));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let guest = http_guest_on(port, Behaviour::Status(200)).await;
+
+    monitor
+        .wait_healthy(
+            "web",
+            Duration::from_secs(8),
+            Duration::ZERO,
+            &CancelToken::new(),
+        )
+        .await
+        .unwrap();
+    let health = monitor.health("web").unwrap();
+    assert_eq!(health.state, HealthState::Healthy);
+    assert!(health.probe_failures >= 1, "{health:?}");
+    assert_eq!(guest.requests.load(std::sync::atomic::Ordering::SeqCst), 1);
     assert!(restarter.times().is_empty());
 }

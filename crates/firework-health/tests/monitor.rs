@@ -65,8 +65,13 @@ async fn probes_every_interval() {
     s.monitor.register(checked("web", http_check(1)));
     sleep(Duration::from_secs(45)).await;
 
-    let calls = s.prober.calls.lock().unwrap().clone();
-    assert_eq!(secs_since(start, &calls), [10, 20, 30, 40]);
+    // One startup probe finds it healthy at 0.2 s; after that only the regular cadence.
+    let calls = s.prober.calls_since(start);
+    let expected: Vec<Duration> = [200, 10_000, 20_000, 30_000, 40_000]
+        .into_iter()
+        .map(Duration::from_millis)
+        .collect();
+    assert_eq!(calls, expected);
     assert_eq!(state(&s.monitor, "web"), HealthState::Healthy);
     assert!(s.restarter.times().is_empty());
 }
@@ -150,10 +155,13 @@ async fn start_period_failures_not_counted() {
     let start = Instant::now();
     s.monitor.register(checked("slow", check));
 
-    sleep_until(start + Duration::from_secs(55)).await;
+    // Within the start period the service stays starting, so startup probes run every
+    // second between the regular ones: 0.2 to 8.2 s, then 11 to 19 s, 21 to 29 s and so
+    // on, 49 by 54.5 s, and the regular probes at 10, 20, 30, 40 and 50 s.
+    sleep_until(start + Duration::from_millis(54_500)).await;
     let health = s.monitor.health("slow").unwrap();
     assert_eq!(health.state, HealthState::Starting);
-    assert_eq!(health.probe_failures, 5);
+    assert_eq!(health.probe_failures, 49 + 5);
     assert_eq!(health.consecutive_failures, 0);
     assert!(health.last_error.unwrap().contains("503"));
 
@@ -170,12 +178,13 @@ async fn success_threshold_needs_streak() {
     let start = Instant::now();
     s.monitor.register(checked("web", check));
 
-    sleep_until(start + Duration::from_secs(25)).await;
+    // Startup probes at 0.2, 1.2 and 2.2 s make the streak.
+    sleep_until(start + Duration::from_secs(2)).await;
     let health = s.monitor.health("web").unwrap();
     assert_eq!(health.state, HealthState::Starting);
     assert_eq!(health.consecutive_successes, 2);
 
-    sleep_until(start + Duration::from_secs(35)).await;
+    sleep_until(start + Duration::from_millis(2500)).await;
     assert_eq!(state(&s.monitor, "web"), HealthState::Healthy);
 }
 
@@ -190,9 +199,11 @@ async fn flapping_never_healthy_nor_restarted() {
     s.monitor.register(checked("flappy", check));
     sleep(Duration::from_secs(605)).await;
 
+    // Nine startup probes (ok, fail, ..., ok) before the regular probe at 10 s fails,
+    // counts and leaves the starting state; then 60 regular probes, every other one failing.
     let health = s.monitor.health("flappy").unwrap();
-    assert_eq!(health.probes, 60);
-    assert_eq!(health.probe_failures, 30);
+    assert_eq!(health.probes, 9 + 60);
+    assert_eq!(health.probe_failures, 4 + 30);
     assert_eq!(health.state, HealthState::Unhealthy);
     assert!(s.restarter.times().is_empty());
 }
@@ -353,8 +364,9 @@ async fn deregister_stops_probes() {
     let probes = s.prober.call_count();
     sleep(Duration::from_secs(3600)).await;
 
-    assert_eq!(probes, 1);
-    assert_eq!(s.prober.call_count(), 1);
+    // Nine startup probes, then the regular one at 10 s counts and ends the starting state.
+    assert_eq!(probes, 10);
+    assert_eq!(s.prober.call_count(), 10);
     assert!(s.monitor.health("web").is_none());
     assert_eq!(
         s.monitor.vm_exited("web", "gone").unwrap_err().to_string(),
@@ -381,7 +393,8 @@ async fn register_again_resets_counts() {
     let s = setup(false, exact_policy());
     s.monitor.register(checked("web", http_check(1)));
     sleep(Duration::from_secs(25)).await;
-    assert_eq!(s.monitor.health("web").unwrap().probe_failures, 2);
+    // Nine startup probes and the regular ones at 10 and 20 s.
+    assert_eq!(s.monitor.health("web").unwrap().probe_failures, 11);
 
     s.monitor.register(checked("web", http_check(1)));
     let health = s.monitor.health("web").unwrap();
@@ -437,4 +450,76 @@ async fn short_healthy_streak_keeps_backoff() {
         })
         .collect();
     assert_eq!(delays, [10, 20]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn startup_probe_failures_never_restart() {
+    let s = setup(false, exact_policy());
+    let mut check = http_check(1);
+    check.retries = 1;
+    let start = Instant::now();
+    s.monitor.register(checked("web", check));
+
+    // Nine failed startup probes by 9.5 s: none counts, the service is still starting.
+    sleep_until(start + Duration::from_millis(9500)).await;
+    let health = s.monitor.health("web").unwrap();
+    assert_eq!(health.state, HealthState::Starting);
+    assert_eq!(health.probe_failures, 9);
+    assert_eq!(health.consecutive_failures, 0);
+    assert!(s.restarter.times().is_empty());
+
+    // The regular probe at 10 s is the one failure that `retries: 1` allows; the restart
+    // follows after the first 10 s backoff.
+    sleep_until(start + Duration::from_secs(25)).await;
+    assert_eq!(secs_since(start, &s.restarter.times()), [20]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn restart_begins_startup_probes_again() {
+    let s = setup(false, exact_policy());
+    let start = Instant::now();
+    s.monitor.register(checked("web", http_check(1)));
+
+    // Counted failures at 10, 20 and 30 s, the restart at 40 s; the guest responds after it.
+    sleep_until(start + Duration::from_secs(35)).await;
+    s.prober.set(true);
+    sleep_until(start + Duration::from_secs(45)).await;
+    assert_eq!(secs_since(start, &s.restarter.times()), [40]);
+    assert_eq!(state(&s.monitor, "web"), HealthState::Healthy);
+    let last = *s.prober.calls_since(start).last().unwrap();
+    assert_eq!(last, Duration::from_millis(40_200));
+}
+
+#[tokio::test(start_paused = true)]
+async fn slow_startup_probe_gives_way_to_regular() {
+    let s = setup(false, exact_policy());
+    s.prober.set_delay(Duration::from_secs(3));
+    let start = Instant::now();
+    s.monitor.register(checked("web", http_check(1)));
+
+    // Startup probes run from 0.2 to 3.2 s and from 4.2 to 7.2 s. The one from 8.2 s is
+    // still running at 10 s: it is dropped unrecorded, and the regular probe starts then.
+    sleep_until(start + Duration::from_millis(12_000)).await;
+    let health = s.monitor.health("web").unwrap();
+    assert_eq!(health.probes, 2);
+    assert_eq!(health.state, HealthState::Starting);
+    let calls = s.prober.calls_since(start);
+    let expected: Vec<Duration> = [200, 4200, 8200, 10_000]
+        .into_iter()
+        .map(Duration::from_millis)
+        .collect();
+    assert_eq!(calls, expected);
+    assert_eq!(
+        s.prober
+            .max_in_flight
+            .load(std::sync::atomic::Ordering::SeqCst),
+        1
+    );
+
+    // The regular probe ends at 13 s and counts.
+    sleep_until(start + Duration::from_millis(13_500)).await;
+    let health = s.monitor.health("web").unwrap();
+    assert_eq!(health.probes, 3);
+    assert_eq!(health.state, HealthState::Unhealthy);
+    assert_eq!(health.consecutive_failures, 1);
 }

@@ -1,7 +1,8 @@
 //! A scripted prober and a recording restarter for tests on paused tokio time.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use firework_health::monitor::BoxError;
 use firework_health::{ProbeError, ProbeTarget, Prober, Restarter};
@@ -17,15 +18,34 @@ pub struct SwitchProber {
     /// When set, probes alternate: ok, fail, ok, ...
     pub flapping: AtomicBool,
     pub calls: Mutex<Vec<Instant>>,
+    /// How long each probe takes; the result is decided when the probe starts.
+    pub delay: Mutex<Duration>,
+    /// Probes running now; a cancelled probe leaves when it is dropped.
+    pub in_flight: AtomicUsize,
+    /// The largest number of probes that ran at the same time.
+    pub max_in_flight: AtomicUsize,
 }
 
 impl SwitchProber {
     pub fn new(healthy: bool) -> Arc<Self> {
         Arc::new(SwitchProber {
             healthy: AtomicBool::new(healthy),
-            flapping: AtomicBool::new(false),
-            calls: Mutex::new(Vec::new()),
+            ..SwitchProber::default()
         })
+    }
+
+    pub fn set_delay(&self, delay: Duration) {
+        *self.delay.lock().unwrap() = delay;
+    }
+
+    /// Returns the probe start times, relative to `start`.
+    pub fn calls_since(&self, start: Instant) -> Vec<Duration> {
+        self.calls
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|at| at.duration_since(start))
+            .collect()
     }
 
     pub fn set(&self, healthy: bool) {
@@ -61,7 +81,32 @@ impl Prober for SwitchProber {
                 expected: "2xx or 3xx".to_string(),
             })
         };
-        async move { result }.boxed()
+        let delay = *self.delay.lock().unwrap();
+        async move {
+            let _running = Running::enter(self);
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+            result
+        }
+        .boxed()
+    }
+}
+
+/// Counts a probe in [`SwitchProber::in_flight`] while it lives.
+struct Running<'a>(&'a SwitchProber);
+
+impl<'a> Running<'a> {
+    fn enter(prober: &'a SwitchProber) -> Self {
+        let now = prober.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        prober.max_in_flight.fetch_max(now, Ordering::SeqCst);
+        Running(prober)
+    }
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
     }
 }
 

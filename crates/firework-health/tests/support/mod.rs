@@ -44,7 +44,12 @@ impl Drop for Guest {
 
 /// Starts an HTTP server on 127.0.0.1 with `behaviour`.
 pub async fn http_guest(behaviour: Behaviour) -> Guest {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    http_guest_on(0, behaviour).await
+}
+
+/// Starts an HTTP server on 127.0.0.1 at `port` (0 picks a free one) with `behaviour`.
+pub async fn http_guest_on(port: u16, behaviour: Behaviour) -> Guest {
+    let listener = TcpListener::bind(("127.0.0.1", port)).await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let requests = Arc::new(AtomicUsize::new(0));
     let counter = requests.clone();
