@@ -5,10 +5,14 @@
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::{Notify, watch};
-use tracing::{Instrument, error, info, info_span};
+use tracing::{Instrument, error, info, info_span, warn};
 
 use super::metrics::Metrics;
-use crate::run::{RunConfig, run};
+use crate::run::{RunConfig, RunError, run};
+
+/// The largest number of findings of one failed run that go to the log. A push decides
+/// how many findings there are, so the rest are only counted.
+const MAX_LOGGED_FINDINGS: usize = 50;
 
 /// The reason for a run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,10 +91,35 @@ impl Runner {
                     written = outcome.report.written.len(),
                     "run succeeded"
                 ),
-                Err(err) => error!(error = %crate::serve::error_chain(err), "run failed"),
+                Err(err) => {
+                    error!(error = %crate::serve::error_chain(err), "run failed");
+                    log_findings(err);
+                }
             }
             self.metrics.run_finished(result.is_ok());
             self.finished.send_modify(|count| *count += 1);
         }
+    }
+}
+
+/// Logs the findings of an invalid input, so that the operator of a webhook service can tell
+/// which file and field a refused push got wrong, as `firework-enricher check` would print.
+fn log_findings(error: &RunError) {
+    let RunError::Render(render) = error else {
+        return;
+    };
+    let findings = render.diagnostics();
+    for finding in findings.iter().take(MAX_LOGGED_FINDINGS) {
+        if finding.is_error() {
+            error!(%finding, "input finding");
+        } else {
+            warn!(%finding, "input finding");
+        }
+    }
+    if findings.len() > MAX_LOGGED_FINDINGS {
+        warn!(
+            not_logged = findings.len() - MAX_LOGGED_FINDINGS,
+            "more input findings than the log limit"
+        );
     }
 }
