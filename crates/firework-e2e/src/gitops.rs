@@ -288,6 +288,11 @@ pub struct Enricher {
 }
 
 impl Enricher {
+    /// Returns the enricher's log so far.
+    pub fn log(node: &Node) -> String {
+        fs::read_to_string(node.dir().join("enricher.log")).unwrap_or_default()
+    }
+
     /// Starts the enricher for `repo`, publishing to `s3://firework/<prefix>` on `garage`.
     pub fn start(
         node: &Node,
@@ -342,6 +347,12 @@ impl Enricher {
 
     /// Returns the count of successful runs from `/metrics`.
     pub fn runs_ok(&self, node: &Node) -> u64 {
+        self.runs(node, "ok")
+    }
+
+    /// Returns the count of runs with `result` (`ok` or `error`) from `/metrics`.
+    pub fn runs(&self, node: &Node, result: &str) -> u64 {
+        let prefix = format!("firework_enricher_runs_total{{result=\"{result}\"}} ");
         node.netns()
             .output(
                 "curl",
@@ -354,7 +365,7 @@ impl Enricher {
             )
             .unwrap_or_default()
             .lines()
-            .find_map(|line| line.strip_prefix("firework_enricher_runs_total{result=\"ok\"} "))
+            .find_map(|line| line.strip_prefix(prefix.as_str()))
             .and_then(|value| value.trim().parse().ok())
             .unwrap_or(0)
     }
@@ -362,7 +373,13 @@ impl Enricher {
     /// Sends a push webhook for `after` signed with the secret, waits for one more
     /// successful run and returns the response body.
     pub fn push(&self, node: &Node, after: &str) -> Result<String, String> {
-        let before = self.runs_ok(node);
+        self.push_expecting(node, after, "ok")
+    }
+
+    /// Sends a push webhook for `after` like [`Enricher::push`], and waits for one more run
+    /// with `result` (`ok` or `error`).
+    pub fn push_expecting(&self, node: &Node, after: &str, result: &str) -> Result<String, String> {
+        let before = self.runs(node, result);
         let body =
             format!("{{\"ref\":\"refs/heads/main\",\"after\":\"{after}\",\"deleted\":false}}");
         let signature = hmac_sha256_hex(&self.secret, &body)?;
@@ -385,9 +402,11 @@ impl Enricher {
                 &format!("http://{ENRICHER_ADDR}/webhook"),
             ],
         )?;
-        wait_until("an enricher run", Duration::from_secs(30), || {
-            (self.runs_ok(node) > before).then_some(())
-        })
+        wait_until(
+            &format!("an enricher run with result {result}"),
+            Duration::from_secs(30),
+            || (self.runs(node, result) > before).then_some(()),
+        )
         .map_err(|error| {
             format!(
                 "{error}; enricher log:\n{}",

@@ -130,6 +130,64 @@ fn webhook_push_starts_service() {
 }
 
 #[test]
+fn broken_spec_push_changes_nothing() {
+    let Some(gitops) = start("broken_spec_push_changes_nothing") else {
+        return;
+    };
+    let node = &gitops.node;
+    let before = node.service("shop").unwrap();
+    let revision = node.status().unwrap()["revision"].clone();
+    assert!(
+        revision.is_string(),
+        "no revision before the push: {revision}"
+    );
+    let published = gitops.enricher.runs_ok(node);
+    let files = node.guest_files();
+
+    let (path, text) = service(&files, "shop", "debug");
+    let text = text.replace("node_type: web\n", "node_type: web\nvcpus: 0\n");
+    let after = gitops
+        .repo
+        .commit(&[(path, text)], "Ask for no vCPU")
+        .unwrap();
+    gitops
+        .enricher
+        .push_expecting(node, &after, "error")
+        .unwrap();
+
+    let log = Enricher::log(node);
+    assert!(
+        log.contains(
+            "services/shop.yaml:4:8: error: vcpus: invalid vcpus 0: allowed 1 to 32 \
+             (Firecracker's limit) [invalid-value]"
+        ),
+        "{log}"
+    );
+    assert!(log.contains("input is invalid: 1 errors"), "{log}");
+    assert!(!log.contains('\u{1b}'), "colour codes in a log file: {log}");
+    assert_eq!(gitops.enricher.runs_ok(node), published);
+
+    // A tick after the refused push reads the same revision and leaves the VM alone.
+    let last_start = node.status().unwrap()["last_tick"]["started_at"].clone();
+    node.reconcile().unwrap();
+    let status = wait_until(
+        "a tick after the refused push",
+        Duration::from_secs(20),
+        || {
+            let status = node.status().ok()?;
+            (status["last_tick"]["started_at"] != last_start).then_some(status)
+        },
+    )
+    .unwrap();
+    assert_eq!(status["revision"], revision);
+    assert!(status["last_error"].is_null(), "tick failed: {status}");
+    let shop = node.service("shop").unwrap();
+    assert_eq!(shop["state"], "running");
+    assert_eq!(shop["pid"], before["pid"]);
+    assert_eq!(shop["spec_hash"], before["spec_hash"]);
+}
+
+#[test]
 fn failing_revision_push_rolls_back() {
     let Some(gitops) = start("failing_revision_push_rolls_back") else {
         return;
