@@ -261,56 +261,133 @@ pub struct Budget {
     pub memory_mb: u64,
 }
 
-/// Holds back the creates that do not fit in `budget`, in plan order, after counting the
-/// VMs that stay (unchanged and updated, at their desired size). Deletes always apply.
+/// Holds back the creates and the growing updates that do not fit in `budget`, and
+/// returns them. Deletes always apply.
+///
+/// Unchanged VMs count at their size. An update counts at the size its VM runs with now,
+/// which the intent record in `actual` holds (the desired size when there is none). When
+/// the desired size is not larger in either resource, the update counts at that instead. Then, in plan order, each update that grows a VM
+/// is admitted while its growth fits, and after the updates each create while it fits. An
+/// update comes first because its service already runs; a held update leaves the old VM
+/// running as it is.
 pub fn fit_capacity(
     plan: &mut Plan,
     desired: &BTreeMap<&str, &DesiredVm>,
+    actual: &BTreeMap<String, ActualVm>,
     budget: Budget,
 ) -> Vec<HeldAction> {
-    let size = |service: &str| {
+    let desired_size = |service: &str| {
         desired
             .get(service)
-            .map(|vm| {
-                (
-                    u64::from(vm.fingerprint.vcpus),
-                    u64::from(vm.fingerprint.memory_mb),
-                )
-            })
-            .unwrap_or((0, 0))
+            .map_or(Size::default(), |vm| Size::of(&vm.fingerprint))
     };
-    let mut used_cpu = 0u64;
-    let mut used_memory = 0u64;
+    let running_size = |service: &str| {
+        actual
+            .get(service)
+            .and_then(|vm| vm.intent.as_ref())
+            .map(|intent| Size::of(&intent.fingerprint))
+    };
+
+    let mut used = Size::default();
     for action in &plan.actions {
-        if matches!(action.kind, ActionKind::Unchanged | ActionKind::Update) {
-            let (cpu, memory) = size(&action.service);
-            used_cpu += cpu;
-            used_memory += memory;
+        match action.kind {
+            ActionKind::Unchanged => used = used.plus(desired_size(&action.service)),
+            ActionKind::Update => {
+                let to = desired_size(&action.service);
+                let from = running_size(&action.service).unwrap_or(to);
+                used = used.plus(if to.within(from) { to } else { from });
+            }
+            ActionKind::Create | ActionKind::Delete => {}
         }
     }
+
+    let mut held_services = BTreeSet::new();
     let mut held = Vec::new();
-    let mut kept = Vec::with_capacity(plan.actions.len());
-    for action in plan.actions.drain(..) {
-        if action.kind != ActionKind::Create {
-            kept.push(action);
-            continue;
-        }
-        let (cpu, memory) = size(&action.service);
-        if used_cpu + cpu <= budget.vcpus && used_memory + memory <= budget.memory_mb {
-            used_cpu += cpu;
-            used_memory += memory;
-            kept.push(action);
-        } else {
-            let reason = format!(
-                "does not fit: needs {cpu} vcpus and {memory} MiB, {} vcpus and {} MiB free",
-                budget.vcpus.saturating_sub(used_cpu),
-                budget.memory_mb.saturating_sub(used_memory)
-            );
-            held.push(HeldAction { action, reason });
+    for pass in [ActionKind::Update, ActionKind::Create] {
+        for action in plan.actions.iter().filter(|action| action.kind == pass) {
+            let to = desired_size(&action.service);
+            let from = match pass {
+                ActionKind::Update => running_size(&action.service).unwrap_or(to),
+                _ => Size::default(),
+            };
+            if to.within(from) {
+                continue;
+            }
+            // The old VM stops before the new one starts, so a resource that shrinks is
+            // free for the one that grows.
+            let growth = to.minus(from);
+            let after = used.minus(from.minus(to)).plus(growth);
+            if after.within(budget.size()) {
+                used = after;
+                continue;
+            }
+            let free = budget.size().minus(used);
+            let need = match pass {
+                ActionKind::Update => format!(
+                    "grows by {} vcpus and {} MiB",
+                    growth.vcpus, growth.memory_mb
+                ),
+                _ => format!("needs {} vcpus and {} MiB", to.vcpus, to.memory_mb),
+            };
+            held_services.insert(action.service.clone());
+            held.push(HeldAction {
+                action: action.clone(),
+                reason: format!(
+                    "does not fit: {need}, {} vcpus and {} MiB free",
+                    free.vcpus, free.memory_mb
+                ),
+            });
         }
     }
-    plan.actions = kept;
+    plan.actions.retain(|action| {
+        action.kind == ActionKind::Delete || !held_services.contains(&action.service)
+    });
     held
+}
+
+/// The vCPUs and memory of one VM, or a sum of them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Size {
+    vcpus: u64,
+    memory_mb: u64,
+}
+
+impl Size {
+    fn of(fingerprint: &crate::spec::Fingerprint) -> Self {
+        Size {
+            vcpus: u64::from(fingerprint.vcpus),
+            memory_mb: u64::from(fingerprint.memory_mb),
+        }
+    }
+
+    fn plus(self, other: Size) -> Size {
+        Size {
+            vcpus: self.vcpus.saturating_add(other.vcpus),
+            memory_mb: self.memory_mb.saturating_add(other.memory_mb),
+        }
+    }
+
+    /// Returns the part of `self` above `other`, per resource, never negative.
+    fn minus(self, other: Size) -> Size {
+        Size {
+            vcpus: self.vcpus.saturating_sub(other.vcpus),
+            memory_mb: self.memory_mb.saturating_sub(other.memory_mb),
+        }
+    }
+
+    /// Returns whether both resources are at most those of `limit`.
+    fn within(self, limit: Size) -> bool {
+        self.vcpus <= limit.vcpus && self.memory_mb <= limit.memory_mb
+    }
+}
+
+impl Budget {
+    fn size(self) -> Size {
+        Size {
+            vcpus: self.vcpus,
+            memory_mb: self.memory_mb,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -404,6 +404,92 @@ async fn capacity_holds_creates_that_do_not_fit() {
     assert_eq!(world.vms.running(), vec!["alpha", "beta"]);
 }
 
+/// Starts an agent with the capacity check on a node of 4 vCPUs and 1024 MiB, nothing
+/// reserved.
+fn small_node(world: &World) -> (firework_agent::Agent, tokio::sync::watch::Sender<bool>) {
+    let mut settings = world.settings(&["web"]);
+    settings.capacity_check = true;
+    settings.reserved = Resources {
+        vcpus: 0,
+        memory_mb: 0,
+    };
+    let capacity = FixedCapacity {
+        resources: std::sync::Mutex::new(Some(Resources {
+            vcpus: 4,
+            memory_mb: 1024,
+        })),
+        reads: Arc::new(AtomicUsize::new(0)),
+    };
+    world.agent_with(settings, |parts| {
+        parts.capacity = Box::new(capacity);
+    })
+}
+
+/// Builds the label with alpha at `alpha_memory` MiB, beta at 128 MiB, and `extra` appended.
+fn sized_label(world: &World, alpha_memory: u32, extra: &str) -> String {
+    let alpha = world
+        .service("alpha", "a.ext4", "")
+        .replace("memory_mb: 128", &format!("memory_mb: {alpha_memory}"));
+    format!(
+        "node: web\nservices:\n{alpha}{}{extra}",
+        world.service("beta", "b.ext4", "")
+    )
+}
+
+#[tokio::test]
+async fn capacity_holds_update_that_grows_too_much() {
+    let world = World::new();
+    world.write_label("web", &sized_label(&world, 128, ""));
+    let (mut agent, _stop) = small_node(&world);
+    agent.tick("test", false).await;
+    let pid = world.vms.pid("alpha");
+    world.vms.take_calls();
+
+    // 256 MiB in use; growing alpha by 896 MiB would need 1152 of 1024.
+    world.write_label("web", &sized_label(&world, 1024, ""));
+    let report = agent.tick("test", false).await;
+    assert_eq!(report.held.len(), 1);
+    assert_eq!(report.held[0].action.service, "alpha");
+    assert_eq!(report.held[0].action.kind, ActionKind::Update);
+    assert_eq!(
+        report.held[0].reason,
+        "does not fit: grows by 0 vcpus and 896 MiB, 2 vcpus and 768 MiB free"
+    );
+    assert!(world.vms.take_calls().is_empty());
+    assert_eq!(world.vms.pid("alpha"), pid);
+
+    // Growing by 640 MiB fits: the update applies.
+    world.write_label("web", &sized_label(&world, 768, ""));
+    let report = agent.tick("test", false).await;
+    assert!(report.held.is_empty(), "{:?}", report.held);
+    assert_eq!(world.vms.running(), vec!["alpha", "beta"]);
+    assert_ne!(world.vms.pid("alpha"), pid);
+}
+
+#[tokio::test]
+async fn capacity_admits_update_before_create() {
+    let world = World::new();
+    world.write_label("web", &sized_label(&world, 128, ""));
+    let (mut agent, _stop) = small_node(&world);
+    agent.tick("test", false).await;
+    world.vms.take_calls();
+
+    // "aardvark" sorts before "alpha", yet alpha's growth to 768 MiB comes first and
+    // leaves 128 MiB, too little for the new 512 MiB service.
+    let create = world
+        .service("aardvark", "c.ext4", "")
+        .replace("memory_mb: 128", "memory_mb: 512");
+    world.write_label("web", &sized_label(&world, 768, &create));
+    let report = agent.tick("test", false).await;
+    assert_eq!(report.held.len(), 1);
+    assert_eq!(report.held[0].action.service, "aardvark");
+    assert_eq!(
+        report.held[0].reason,
+        "does not fit: needs 1 vcpus and 512 MiB, 2 vcpus and 128 MiB free"
+    );
+    assert_eq!(world.vms.running(), vec!["alpha", "beta"]);
+}
+
 #[tokio::test]
 async fn missing_image_keeps_running_vm() {
     let world = World::new();

@@ -442,9 +442,9 @@ impl Agent {
                             .memory_mb
                             .saturating_sub(self.settings.reserved.memory_mb),
                     };
-                    let over = fit_capacity(&mut plan, &by_name, budget);
+                    let over = fit_capacity(&mut plan, &by_name, &actual, budget);
                     for item in &over {
-                        warn!(service = %item.action.service, reason = %item.reason, "create held back: over capacity");
+                        warn!(service = %item.action.service, kind = ?item.action.kind, reason = %item.reason, "action held back: over capacity");
                     }
                     held.extend(over);
                 }
