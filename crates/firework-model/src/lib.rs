@@ -17,4 +17,7 @@ mod decode;
 
 pub use diagnostic::{ConfigError, Diagnostic, Parsed, Severity};
 pub use duration::GoDuration;
-pub use node::{NetworkSpec, NodeConfig, Service, parse_node_config, to_yaml};
+pub use node::{
+    NetworkSpec, NodeConfig, NodeConfigRules, Service, parse_node_config, parse_node_config_with,
+    to_yaml,
+};

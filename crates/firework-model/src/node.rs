@@ -130,10 +130,29 @@ pub(crate) const CI_ONLY_KEYS: &[&str] = &["source_image", "rootfs_size_mb"];
 
 const NETWORK_KEYS: &[&str] = &["interface", "host_dev_name", "guest_mac", "guest_ip"];
 
+/// Exceptions that [`parse_node_config_with`] allows beyond a node config that one agent
+/// runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NodeConfigRules {
+    /// Lets two services forward the same host port and protocol, as in the services a
+    /// scheduler places, which it keeps on different nodes. One service that forwards a
+    /// host port twice is still rejected.
+    pub shared_host_ports: bool,
+}
+
 /// Parses and validates one node config. `file` names it in diagnostics.
 pub fn parse_node_config(bytes: &[u8], file: &str) -> Result<Parsed<NodeConfig>, ConfigError> {
+    parse_node_config_with(bytes, file, NodeConfigRules::default())
+}
+
+/// Parses and validates one node config under `rules`. `file` names it in diagnostics.
+pub fn parse_node_config_with(
+    bytes: &[u8],
+    file: &str,
+    rules: NodeConfigRules,
+) -> Result<Parsed<NodeConfig>, ConfigError> {
     let mut decoder = Decoder::new(file);
-    let config = decode_document(&mut decoder, bytes);
+    let config = decode_document(&mut decoder, bytes, rules);
     match config {
         Some(config) => ConfigError::check(decoder.findings, config),
         None => Err(ConfigError::Invalid {
@@ -143,7 +162,11 @@ pub fn parse_node_config(bytes: &[u8], file: &str) -> Result<Parsed<NodeConfig>,
     }
 }
 
-fn decode_document(decoder: &mut Decoder, bytes: &[u8]) -> Option<NodeConfig> {
+fn decode_document(
+    decoder: &mut Decoder,
+    bytes: &[u8],
+    rules: NodeConfigRules,
+) -> Option<NodeConfig> {
     let top = Position { line: 1, column: 1 };
     let Ok(text) = std::str::from_utf8(bytes) else {
         decoder.error(
@@ -185,10 +208,14 @@ fn decode_document(decoder: &mut Decoder, bytes: &[u8]) -> Option<NodeConfig> {
         return None;
     }
     let fields = decoder.mapping(&root, "", Schema::closed(NODE_KEYS))?;
-    decode_node_config(decoder, &fields)
+    decode_node_config(decoder, &fields, rules)
 }
 
-fn decode_node_config(decoder: &mut Decoder, fields: &Fields<'_>) -> Option<NodeConfig> {
+fn decode_node_config(
+    decoder: &mut Decoder,
+    fields: &Fields<'_>,
+    rules: NodeConfigRules,
+) -> Option<NodeConfig> {
     let node = decoder.checked_string(fields, "node", "node name", false, names::check_node_label);
     let host_ip = decoder.opt_ip(fields, "host_ip");
     let source_commit = decoder.opt_string(fields, "source_commit");
@@ -212,7 +239,7 @@ fn decode_node_config(decoder: &mut Decoder, fields: &Fields<'_>) -> Option<Node
             );
             return None;
         }
-        Some(node) => decode_services(decoder, node),
+        Some(node) => decode_services(decoder, node, rules),
     };
     Some(NodeConfig {
         node,
@@ -222,7 +249,7 @@ fn decode_node_config(decoder: &mut Decoder, fields: &Fields<'_>) -> Option<Node
     })
 }
 
-fn decode_services(decoder: &mut Decoder, node: &Node) -> Vec<Service> {
+fn decode_services(decoder: &mut Decoder, node: &Node, rules: NodeConfigRules) -> Vec<Service> {
     let mut services = Vec::new();
     let mut names_seen: HashMap<String, usize> = HashMap::new();
     let mut host_ports: HashMap<(u16, Protocol), String> = HashMap::new();
@@ -242,6 +269,10 @@ fn decode_services(decoder: &mut Decoder, node: &Node) -> Vec<Service> {
             } else {
                 names_seen.insert(name.clone(), i);
             }
+        }
+        if rules.shared_host_ports {
+            // Only the forwards of this one service are compared with each other.
+            host_ports.clear();
         }
         let owner = decoded
             .name

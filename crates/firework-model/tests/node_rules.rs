@@ -2,7 +2,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use firework_model::{ConfigError, Diagnostic, Severity, parse_node_config};
+use firework_model::{
+    ConfigError, Diagnostic, NodeConfigRules, Severity, parse_node_config, parse_node_config_with,
+};
 
 /// A valid service that each case changes in one place.
 const BASE: &str = "\
@@ -213,6 +215,48 @@ services:
         16,
         9,
         "host port 8080 (tcp) is already forwarded by service \"a\"",
+    );
+}
+
+#[test]
+fn shared_host_ports_allowed_across_services_only() {
+    let shared = NodeConfigRules {
+        shared_host_ports: true,
+    };
+    let service = |name: &str, forwards: &str| {
+        format!(
+            "  - name: {name}\n    image: /i\n    kernel: /k\n    vcpus: 1\n    memory_mb: 64\n    \
+             port_forwards:\n{forwards}"
+        )
+    };
+    let once = "      - host_port: 8080\n        vm_port: 80\n";
+    let across = format!("services:\n{}{}", service("a", once), service("b", once));
+    let parsed = parse_node_config_with(across.as_bytes(), "nodes/t.yaml", shared).unwrap();
+    let names: Vec<&str> = parsed
+        .value
+        .services
+        .iter()
+        .map(|s| s.name.as_str())
+        .collect();
+    assert_eq!(names, ["a", "b"]);
+    assert!(parse_node_config(across.as_bytes(), "nodes/t.yaml").is_err());
+
+    let twice = format!("{once}{once}");
+    let within = format!("services:\n{}{}", service("a", once), service("b", &twice));
+    let Err(ConfigError::Invalid { diagnostics, .. }) =
+        parse_node_config_with(within.as_bytes(), "nodes/t.yaml", shared)
+    else {
+        panic!("a service that forwards one host port twice was accepted");
+    };
+    assert_eq!(diagnostics.len(), 1, "{diagnostics:?}");
+    assert_eq!(
+        diagnostics[0].path,
+        "services[1].port_forwards[1].host_port"
+    );
+    assert_eq!(diagnostics[0].line, Some(18));
+    assert_eq!(
+        diagnostics[0].message,
+        "host port 8080 (tcp) is already forwarded by service \"b\""
     );
 }
 

@@ -6,7 +6,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use firework_model::ConfigError;
-use firework_model::node::{NodeConfig, parse_node_config};
+use firework_model::node::{NodeConfig, NodeConfigRules, parse_node_config_with};
 use tracing::{debug, warn};
 
 use crate::request::{ExistingPlacement, ServiceRequest};
@@ -34,13 +34,20 @@ pub enum InputError {
     },
 }
 
+/// The rules for services to place: two of them may forward the same host port, because
+/// the scheduler keeps such services on different nodes.
+pub const PLACEMENT_RULES: NodeConfigRules = NodeConfigRules {
+    shared_host_ports: true,
+};
+
 /// Reads rendered services from a node config file, or from every `.yaml`/`.yml` file
 /// directly in a directory (in file-name order). Each file must be a valid node config with
-/// a `services:` list; warnings are logged.
+/// a `services:` list, except that services may share host ports ([`PLACEMENT_RULES`]);
+/// warnings are logged.
 pub fn read_services(path: &Path) -> Result<Vec<ServiceRequest>, InputError> {
     let mut services = Vec::new();
     for file in yaml_files(path, false)? {
-        let config = read_node_config(&file)?;
+        let config = read_node_config(&file, PLACEMENT_RULES)?;
         services.extend(config.services.iter().map(ServiceRequest::from));
     }
     Ok(services)
@@ -56,7 +63,7 @@ pub fn read_existing(dir: &Path) -> Result<Vec<ExistingPlacement>, InputError> {
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let config = read_node_config(&file)?;
+        let config = read_node_config(&file, NodeConfigRules::default())?;
         existing.extend(
             config
                 .services
@@ -67,12 +74,12 @@ pub fn read_existing(dir: &Path) -> Result<Vec<ExistingPlacement>, InputError> {
     Ok(existing)
 }
 
-fn read_node_config(path: &Path) -> Result<NodeConfig, InputError> {
+fn read_node_config(path: &Path, rules: NodeConfigRules) -> Result<NodeConfig, InputError> {
     let bytes = fs::read(path).map_err(|source| InputError::Read {
         path: path.to_owned(),
         source,
     })?;
-    let parsed = parse_node_config(&bytes, &path.display().to_string())?;
+    let parsed = parse_node_config_with(&bytes, &path.display().to_string(), rules)?;
     for warning in &parsed.warnings {
         warn!(path = %path.display(), "{warning}");
     }

@@ -9,14 +9,13 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use base64::Engine as _;
-use firework_model::node::parse_node_config;
-use firework_model::{ConfigError, Diagnostic};
+use firework_model::node::parse_node_config_with;
 use jiff::Timestamp;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tracing::{info, warn};
 
-use crate::input::InputError;
+use crate::input::{InputError, PLACEMENT_RULES};
 use crate::plan::{PlanError, PlanReport, plan_records};
 use crate::registry::{DEFAULT_NODE_TTL, RegistryError};
 use crate::request::{DEFAULT_VM_OVERHEAD_MB, ExistingPlacement, ScheduleOptions, ServiceRequest};
@@ -190,74 +189,25 @@ fn http_body(event: &Value) -> Result<Vec<u8>, LambdaError> {
 /// File name that findings about the request's services carry.
 const SERVICES_FILE: &str = "request services";
 
-/// Validates the services with the node config parser, as the command line does for files.
-///
-/// The parser rejects two services of one node config that forward the same host port, but
-/// the services of a request are spread over nodes, and the scheduler keeps such services
-/// apart. So when that is the only error, each service is parsed again on its own, which
-/// still rejects a service that repeats a host port itself.
+/// Validates the services with the node config parser under the same rules as the files
+/// of the command line ([`PLACEMENT_RULES`]), and logs the parser's warnings.
 fn parse_services(services: &[Value]) -> Result<Vec<ServiceRequest>, LambdaError> {
-    let invalid = |error| LambdaError::Plan(PlanError::Input(InputError::Invalid(error)));
-    let (parsed, warnings) = match parse_node_config(&services_document(services), SERVICES_FILE) {
-        Ok(parsed) => (parsed.value.services, parsed.warnings),
-        Err(error) if only_host_port_conflicts(error.diagnostics()) => {
-            let mut parsed = Vec::with_capacity(services.len());
-            let mut findings = Vec::new();
-            for (index, service) in services.iter().enumerate() {
-                let document = services_document(std::slice::from_ref(service));
-                match parse_node_config(&document, SERVICES_FILE) {
-                    Ok(single) => parsed.extend(single.value.services),
-                    Err(single) => findings.extend(
-                        single
-                            .diagnostics()
-                            .iter()
-                            .map(|finding| at_service_index(finding, index)),
-                    ),
-                }
-            }
-            if !findings.is_empty() {
-                return Err(invalid(ConfigError::Invalid {
-                    file: SERVICES_FILE.to_owned(),
-                    diagnostics: findings,
-                }));
-            }
-            let warnings = error
-                .diagnostics()
-                .iter()
-                .filter(|finding| !finding.is_error())
-                .cloned()
-                .collect();
-            (parsed, warnings)
-        }
-        Err(error) => return Err(invalid(error)),
-    };
-    for warning in &warnings {
+    let parsed =
+        parse_node_config_with(&services_document(services), SERVICES_FILE, PLACEMENT_RULES)
+            .map_err(|error| LambdaError::Plan(PlanError::Input(InputError::Invalid(error))))?;
+    for warning in &parsed.warnings {
         warn!("{warning}");
     }
-    Ok(parsed.iter().map(ServiceRequest::from).collect())
+    Ok(parsed
+        .value
+        .services
+        .iter()
+        .map(ServiceRequest::from)
+        .collect())
 }
 
 fn services_document(services: &[Value]) -> Vec<u8> {
     json!({ "services": services }).to_string().into_bytes()
-}
-
-fn only_host_port_conflicts(findings: &[Diagnostic]) -> bool {
-    let mut errors = findings.iter().filter(|d| d.is_error()).peekable();
-    errors.peek().is_some() && errors.all(|d| d.code == "duplicate-host-port")
-}
-
-/// Moves a finding about `services[0]` of a one-service document to `services[index]` of the
-/// request. The column is dropped because it counts within the one-service document.
-fn at_service_index(finding: &Diagnostic, index: usize) -> Diagnostic {
-    let path = match finding.path.strip_prefix("services[0]") {
-        Some(rest) => format!("services[{index}]{rest}"),
-        None => finding.path.clone(),
-    };
-    Diagnostic {
-        path,
-        column: None,
-        ..finding.clone()
-    }
 }
 
 fn parse_existing(

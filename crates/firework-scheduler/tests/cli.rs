@@ -301,3 +301,79 @@ fn plan_spread_and_overhead_options() {
     assert_eq!(placement["nodes"][0]["used"]["memory_mb"], 256);
     assert_eq!(placement["nodes"][1]["used"]["memory_mb"], 1536);
 }
+
+/// Builds a services file with `web-a` and `web-b` forwarding host port 8080, and `ports`
+/// as the port forwards of a third service `dns`.
+fn shared_port_file(ports: &str) -> String {
+    let forward = "    port_forwards:\n      - host_port: 8080\n        vm_port: 80\n";
+    let service = |name: &str, extra: &str| {
+        format!(
+            "  - name: {name}\n    image: /images/{name}.ext4\n    kernel: /images/vmlinux\n    \
+             vcpus: 1\n    memory_mb: 128\n{extra}"
+        )
+    };
+    format!(
+        "services:\n{}{}{}",
+        service("web-a", forward),
+        service("web-b", forward),
+        service("dns", ports)
+    )
+}
+
+/// Runs `plan` on the registry of `setup` with `file` as the only input.
+fn plan_file(setup: &Setup, file: &Path, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "plan",
+        "--registry",
+        path(setup.dir()),
+        "--input",
+        path(file),
+        "--now",
+        NOW,
+    ];
+    args.extend_from_slice(extra);
+    run(&args)
+}
+
+#[test]
+fn plan_file_sharing_host_port_places_apart() {
+    let setup = Setup::new();
+    let file = setup.dir().join("shared.yaml");
+    fs::write(&file, shared_port_file("")).unwrap();
+    let output = plan_file(&setup, &file, &["--format", "json"]);
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let node_of = |service: &str| {
+        report["placement"]["assignments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["service"] == service)
+            .map(|a| a["node"].as_str().unwrap().to_owned())
+            .unwrap()
+    };
+    assert_ne!(node_of("web-a"), node_of("web-b"));
+    assert_eq!(report["placement"]["unplaced"], serde_json::json!([]));
+}
+
+#[test]
+fn plan_service_repeating_host_port_exits_two() {
+    let setup = Setup::new();
+    let file = setup.dir().join("shared.yaml");
+    let twice = "    port_forwards:\n      - host_port: 53\n        vm_port: 53\n      \
+                 - host_port: 53\n        vm_port: 5353\n";
+    fs::write(&file, shared_port_file(twice)).unwrap();
+    let before = fs::read(&file).unwrap();
+    let output = plan_file(&setup, &file, &[]);
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    assert!(output.stdout.is_empty());
+    assert_eq!(
+        String::from_utf8(output.stderr).unwrap(),
+        format!(
+            "error: {0} is invalid: line 26: services[2].port_forwards[1].host_port: host port 53 (tcp) is already forwarded by service \"dns\"\n\
+             \x20 {0}:26:9: error: services[2].port_forwards[1].host_port: host port 53 (tcp) is already forwarded by service \"dns\" [duplicate-host-port]\n",
+            file.display()
+        )
+    );
+    assert_eq!(fs::read(&file).unwrap(), before);
+}
