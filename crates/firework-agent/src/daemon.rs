@@ -99,7 +99,11 @@ pub fn image_step(
     )
     .map_err(images_error)?;
     info!(source = %source.name(), images_dir = %config.images_dir.display(), "images are synced from the image source");
-    Ok(Some(SyncedImages::new(sync, metrics)))
+    Ok(Some(SyncedImages::new(
+        sync,
+        metrics,
+        config.image_gc_grace.into(),
+    )))
 }
 
 /// Builds the route step when `traefik_config_dir` is set.

@@ -15,21 +15,27 @@ use tracing::{error, info};
 use crate::desired::LabeledService;
 use crate::hooks::{ImageSync, file_version};
 
-/// How long an image that no service references stays before garbage collection removes
-/// it.
-pub const GC_GRACE: Duration = Duration::from_secs(3600);
-
 /// Syncs images from the configured source.
 #[derive(Debug)]
 pub struct SyncedImages {
     sync: firework_images::ImageSync,
     metrics: Arc<AgentMetrics>,
+    gc_grace: Duration,
 }
 
 impl SyncedImages {
-    /// Wraps `sync`; every sync is counted in `metrics`.
-    pub fn new(sync: firework_images::ImageSync, metrics: Arc<AgentMetrics>) -> SyncedImages {
-        SyncedImages { sync, metrics }
+    /// Wraps `sync`; every sync is counted in `metrics`, and garbage collection keeps an
+    /// unreferenced image for `gc_grace`.
+    pub fn new(
+        sync: firework_images::ImageSync,
+        metrics: Arc<AgentMetrics>,
+        gc_grace: Duration,
+    ) -> SyncedImages {
+        SyncedImages {
+            sync,
+            metrics,
+            gc_grace,
+        }
     }
 
     /// The version of one image path from the report: the synced content version, the
@@ -105,7 +111,7 @@ impl ImageSync for SyncedImages {
         in_use: &'a [PathBuf],
     ) -> BoxFuture<'a, ()> {
         async move {
-            let report = self.sync.gc(referenced, in_use, GC_GRACE).await;
+            let report = self.sync.gc(referenced, in_use, self.gc_grace).await;
             if !report.removed.is_empty() {
                 info!(removed = ?report.removed, "unreferenced images removed");
             }

@@ -241,11 +241,33 @@ fn edited_service_rolls() {
     assert_eq!(after["guest_ip"], before["guest_ip"]);
 }
 
+/// Makes the agent of `node` sync the kernel and the images of `services` from a directory
+/// source, and remove an image as soon as nothing references or uses it.
+fn sync_images(node: &mut Node, services: &[&str]) {
+    let files = node.guest_files();
+    let source = node.dir().join("image-source");
+    std::fs::create_dir_all(&source).unwrap();
+    std::fs::copy(&files.kernel, source.join("vmlinux")).unwrap();
+    for name in services {
+        std::fs::copy(&files.image, source.join(format!("{name}.ext4"))).unwrap();
+    }
+    let config = node.dir().join("agent.yaml");
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str(&format!(
+        "images_source_dir: {}\nimage_gc_grace: 0s\n",
+        source.display()
+    ));
+    std::fs::write(&config, text).unwrap();
+    node.kill_agent().unwrap();
+    node.start_agent().unwrap();
+}
+
 #[test]
 fn deleted_service_leaves_nothing() {
-    let Some((_tools, node)) = setup("deleted_service_leaves_nothing", true) else {
+    let Some((_tools, mut node)) = setup("deleted_service_leaves_nothing", true) else {
         return;
     };
+    sync_images(&mut node, &["shop", "cart"]);
     let files = node.guest_files();
     node.write_label(
         "web",
@@ -274,6 +296,13 @@ fn deleted_service_leaves_nothing() {
         .unwrap_or_else(|| panic!("no TAP for shop: {}", node.links()));
     let vm_dir = node.dir().join("state/vms/shop");
     assert!(vm_dir.is_dir(), "no VM directory {}", vm_dir.display());
+    let image = node.dir().join("images/shop.ext4");
+    let record = node.dir().join("images/shop.ext4.firework.json");
+    assert!(
+        record.is_file(),
+        "shop's image was not synced: no {}",
+        record.display()
+    );
 
     node.write_label(
         "web",
@@ -295,6 +324,20 @@ fn deleted_service_leaves_nothing() {
     assert!(!node.ruleset().contains(&ip), "rules still name {ip}");
     assert!(!route.exists(), "{} still exists", route.display());
     assert_eq!(node.service("cart").unwrap()["state"], "running");
+
+    // Garbage collection keeps an image that a process still has open, so the image may
+    // go on a later tick.
+    wait_until("shop's image removed", Duration::from_secs(20), || {
+        if image.exists() {
+            node.reconcile().ok();
+            return None;
+        }
+        Some(())
+    })
+    .unwrap();
+    assert!(!record.exists(), "{} still exists", record.display());
+    assert!(node.dir().join("images/cart.ext4").is_file());
+    assert!(node.dir().join("images/cart.ext4.firework.json").is_file());
 }
 
 #[test]

@@ -63,6 +63,7 @@ fn defaults_match_the_go_firework() {
     assert_eq!(config.progress_deadline.to_string(), "5m0s");
     assert_eq!(config.min_ready.to_string(), "10s");
     assert_eq!(config.delete_guard_percent, 100);
+    assert_eq!(config.image_gc_grace.to_string(), "1h0m0s");
 }
 
 #[test]
@@ -220,6 +221,20 @@ fn rollout_gate_rules() {
         "store_type: local\nmin_ready: 10m\n",
         "min_ready",
         "invalid min_ready 10m0s: it must be shorter than progress_deadline 5m0s",
+    );
+}
+
+#[test]
+fn image_gc_grace_rules() {
+    let config = parse("store_type: local\nimage_gc_grace: 0s\n");
+    assert!(config.image_gc_grace.is_zero());
+    let config = parse("store_type: local\nimage_gc_grace: 24h\n");
+    assert_eq!(config.image_gc_grace.to_string(), "24h0m0s");
+    assert_one_error(
+        "store_type: local\nimage_gc_grace: -5s\n",
+        "image_gc_grace",
+        "invalid duration \"-5s\": negative durations are not allowed; write a number with a \
+         unit: ns, us, ms, s, m or h (e.g. 500ms, 30s, 1m30s)",
     );
 }
 

@@ -24,6 +24,10 @@ use network::{decode_gateway, decode_subnet};
 pub use rollout::{DEFAULT_MIN_READY, DEFAULT_PROGRESS_DEADLINE};
 use rollout::{decode_delete_guard, decode_rollout_gate};
 
+/// Default of `image_gc_grace`: long enough that an image survives a revert of the commit
+/// that stopped using it.
+pub const DEFAULT_IMAGE_GC_GRACE: GoDuration = GoDuration::from_secs(3600);
+
 /// Where the agent reads its desired state from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -161,6 +165,9 @@ pub struct AgentConfig {
     pub images_source_dir: Option<PathBuf>,
     /// Where synced images are kept.
     pub images_dir: PathBuf,
+    /// How long a synced image that no service references stays under `images_dir` before
+    /// garbage collection removes it.
+    pub image_gc_grace: GoDuration,
     /// Guest subnet; `None` (written as an empty string) disables guest address assignment.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub vm_subnet: Option<Ipv4Net>,
@@ -265,6 +272,7 @@ const AGENT_KEYS: &[&str] = &[
     "gcs_images_bucket",
     "images_source_dir",
     "images_dir",
+    "image_gc_grace",
     "vm_subnet",
     "vm_gateway",
     "vm_bridge",
@@ -724,6 +732,9 @@ fn decode_agent(
         gcs_images_bucket,
         images_source_dir,
         images_dir: path_or(decoder, fields, "images_dir", "/var/lib/images"),
+        image_gc_grace: decoder
+            .opt_duration(fields, "image_gc_grace")
+            .unwrap_or(DEFAULT_IMAGE_GC_GRACE),
         vm_subnet,
         vm_gateway,
         vm_bridge,
