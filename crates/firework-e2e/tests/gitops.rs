@@ -45,12 +45,21 @@ fn service(files: &GuestFiles, name: &str, level: &str) -> (String, String) {
 }
 
 fn start(test: &str) -> Option<Loop> {
+    start_with(test, false)
+}
+
+/// Starts the loop of `start`, with Traefik next to the agent when `traefik` is set.
+fn start_with(test: &str, traefik: bool) -> Option<Loop> {
     if !require_root(test) {
         return None;
     }
     let tools = Tools::find(test)?;
+    if traefik {
+        tools.require_traefik(test)?;
+    }
     let gitops = GitopsTools::find(test)?;
     let options = NodeOptions {
+        traefik,
         store: Some(format!(
             "store_type: s3\ns3_bucket: {BUCKET}\ns3_prefix: e2e/\ns3_region: garage\n\
              s3_endpoint_url: {S3_ENDPOINT}"
@@ -95,7 +104,7 @@ fn start(test: &str) -> Option<Loop> {
 
 #[test]
 fn webhook_push_starts_service() {
-    let Some(gitops) = start("webhook_push_starts_service") else {
+    let Some(gitops) = start_with("webhook_push_starts_service", true) else {
         return;
     };
     let node = &gitops.node;
@@ -127,6 +136,11 @@ fn webhook_push_starts_service() {
     assert_eq!(body.trim(), "hello from cart");
     let route = node.routes_dir().join("firework-local-cart.yaml");
     assert!(route.is_file(), "no route file {}", route.display());
+    let routed = wait_until("cart through Traefik", BOOT, || {
+        node.get_via_traefik("cart.e2e.localhost", "/")
+    })
+    .unwrap();
+    assert_eq!(routed.trim(), "hello from cart");
 }
 
 #[test]
