@@ -265,7 +265,7 @@ pub struct Budget {
 /// returns them. Deletes always apply.
 ///
 /// Unchanged VMs count at their size. An update counts at the size its VM runs with now,
-/// which the intent record in `actual` holds (the desired size when there is none). When
+/// which the intent record in `actual` contains (the desired size when there is none). When
 /// the desired size is not larger in either resource, the update counts at that instead. Then, in plan order, each update that grows a VM
 /// is admitted while its growth fits, and after the updates each create while it fits. An
 /// update comes first because its service already runs; a held update leaves the old VM

@@ -2,7 +2,7 @@
 //! startup cadence of a service in the `starting` state.
 //!
 //! Regular probes decide failures and restarts. Startup probes exist so that a freshly
-//! started VM is seen healthy soon after its service answers, rather than one `interval`
+//! started VM is seen healthy soon after its service responds, rather than one `interval`
 //! later, because a rolling update waits for that. A startup probe never moves a regular
 //! probe, so failures count at the same times with or without them.
 
@@ -11,14 +11,14 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 /// The delay from a VM's start, or restart, to its first startup probe. The guest needs
-/// some time to boot before anything answers, so a probe at once would almost surely be
+/// some time to boot before anything responds, so a probe at once would almost surely be
 /// refused, while 200 ms adds little to a rollout.
 pub const STARTUP_PROBE_DELAY: Duration = Duration::from_millis(200);
 
 /// The time from the end of one startup probe to the start of the next, when the check's
-/// `interval` is longer. It bounds how long a rollout waits after the service answers to
-/// about one second, at a cost of one probe per second for each starting service (a
-/// loopback probe takes well under a millisecond; see docs/health.md, Measurements).
+/// `interval` is longer. It bounds how long a rollout waits after the service responds to
+/// about one second. The cost is one probe per second for each starting service, and a
+/// loopback probe takes well under a millisecond (docs/health.md, Measurements).
 pub const STARTUP_PROBE_PERIOD: Duration = Duration::from_secs(1);
 
 /// The kind of a probe, which decides what its failure counts for.

@@ -223,7 +223,7 @@ async fn gate_passes_against_real_server() {
 #[tokio::test]
 async fn gate_passes_soon_after_late_server() {
     // The guest starts to respond 1.5 s after the VM start, well before the first regular
-    // probe at 10 s; only the startup probes can see it healthy within the 8 s deadline.
+    // probe at 10 s. So only the startup probes can see it healthy within the 8 s deadline.
     let port = refused_port().await;
     let restarter = RecordingRestarter::new();
     let monitor = HealthMonitor::new(restarter.clone(), ServiceLocks::new());

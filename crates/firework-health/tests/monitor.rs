@@ -156,8 +156,8 @@ async fn start_period_failures_not_counted() {
     s.monitor.register(checked("slow", check));
 
     // Within the start period the service stays starting, so startup probes run every
-    // second between the regular ones: 0.2 to 8.2 s, then 11 to 19 s, 21 to 29 s and so
-    // on, 49 by 54.5 s, and the regular probes at 10, 20, 30, 40 and 50 s.
+    // second between the regular ones. By 54.5 s that makes 49 startup probes (0.2 to
+    // 8.2 s, 11 to 19 s, 21 to 29 s and so on) and regular probes at 10, 20, 30, 40, 50 s.
     sleep_until(start + Duration::from_millis(54_500)).await;
     let health = s.monitor.health("slow").unwrap();
     assert_eq!(health.state, HealthState::Starting);
@@ -199,8 +199,9 @@ async fn flapping_never_healthy_nor_restarted() {
     s.monitor.register(checked("flappy", check));
     sleep(Duration::from_secs(605)).await;
 
-    // Nine startup probes (ok, fail, ..., ok) before the regular probe at 10 s fails,
-    // counts and leaves the starting state; then 60 regular probes, every other one failing.
+    // Nine startup probes (ok, fail, ..., ok) run before the regular probe at 10 s. That
+    // one fails and counts, so the service leaves the starting state. Then 60 regular
+    // probes follow, every other one failing.
     let health = s.monitor.health("flappy").unwrap();
     assert_eq!(health.probes, 9 + 60);
     assert_eq!(health.probe_failures, 4 + 30);
