@@ -84,7 +84,10 @@ pub fn detect_kind(path: &Path) -> Result<Kind, ValidateError> {
         {
             return Ok(Kind::Input);
         }
-        if path.join("nodes").is_dir() || path.file_name().is_some_and(|n| n == "nodes") {
+        if path.join("nodes").is_dir()
+            || path.file_name().is_some_and(|n| n == "nodes")
+            || holds_only_node_configs(path)
+        {
             return Ok(Kind::Node);
         }
         return Err(ValidateError::UnknownKind {
@@ -106,19 +109,50 @@ pub fn detect_kind(path: &Path) -> Result<Kind, ValidateError> {
         return Ok(Kind::Node);
     }
     let text = std::fs::read_to_string(path).map_err(read_error)?;
+    kind_of_text(&text).ok_or_else(|| ValidateError::UnknownKind {
+        path: path.to_path_buf(),
+    })
+}
+
+/// Returns the kind of a config file from its top-level keys.
+fn kind_of_text(text: &str) -> Option<Kind> {
     let has_top_key = |key: &str| {
         text.lines()
             .any(|line| line.starts_with(&format!("{key}:")))
     };
     if has_top_key("services") {
-        return Ok(Kind::Node);
+        return Some(Kind::Node);
     }
     if has_top_key("store_type") || has_top_key("node_name") || has_top_key("store_url") {
-        return Ok(Kind::Agent);
+        return Some(Kind::Agent);
     }
-    Err(ValidateError::UnknownKind {
-        path: path.to_path_buf(),
-    })
+    None
+}
+
+/// Returns whether `dir` directly contains at least one `*.yaml` or `*.yml` file and every
+/// such file reads as a node config, so that a copy of `nodes/` under another name is
+/// still recognised.
+fn holds_only_node_configs(dir: &Path) -> bool {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return false;
+    };
+    let mut found = false;
+    for entry in entries.filter_map(Result::ok) {
+        let file = entry.path();
+        let is_yaml = file.extension().is_some_and(|e| e == "yaml" || e == "yml");
+        if !is_yaml || !file.is_file() {
+            continue;
+        }
+        let node = std::fs::read_to_string(&file)
+            .ok()
+            .and_then(|text| kind_of_text(&text))
+            == Some(Kind::Node);
+        if !node {
+            return false;
+        }
+        found = true;
+    }
+    found
 }
 
 /// Validates `path` as `kind` (detected when `None`).

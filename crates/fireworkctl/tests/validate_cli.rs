@@ -115,6 +115,30 @@ fn missing_path_exits_two() {
 }
 
 #[test]
+fn node_directory_detected_by_content() {
+    let dir = tempfile::tempdir().unwrap();
+    let configs = dir.path().join("copy-of-nodes");
+    std::fs::create_dir(&configs).unwrap();
+    let node = "services:\n  - name: web\n    image: /i/web.ext4\n    kernel: /i/vmlinux\n    \
+                vcpus: 0\n    memory_mb: 128\n";
+    std::fs::write(configs.join("web.yaml"), node).unwrap();
+    let output = run(&[configs.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let expected = format!(
+        "{}:5:12: error: services[0].vcpus: invalid vcpus 0: allowed 1 to 32 \
+         (Firecracker's limit) [invalid-value]",
+        configs.join("web.yaml").display()
+    );
+    assert!(stdout.contains(&expected), "{stdout}");
+
+    // A directory with one file that is not a node config stays undetected.
+    std::fs::write(configs.join("notes.yaml"), "hello: world\n").unwrap();
+    let output = run(&[configs.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+}
+
+#[test]
 fn undetectable_kind_exits_two_with_hint() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("thing.yaml");
