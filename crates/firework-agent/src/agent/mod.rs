@@ -348,7 +348,17 @@ impl Agent {
                         let error = TickError::NoDesiredState {
                             errors: stale.errors.len(),
                         };
-                        error!(error = %error, cause = %message, "tick skipped");
+                        // A node waiting for its first config is normal right after it
+                        // joins, so only other failures are errors.
+                        let waiting = stale
+                            .errors
+                            .iter()
+                            .all(|e| e.kind == firework_store::StoreErrorKind::NotFound);
+                        if waiting {
+                            warn!(error = %error, cause = %message, "tick skipped; no config is published for this node yet");
+                        } else {
+                            error!(error = %error, cause = %message, "tick skipped");
+                        }
                         report.error = Some(format!("{error}: {message}"));
                         // A new node has no config until the scheduler has placed services on
                         // it, and the scheduler places nothing on a node without a heartbeat.
