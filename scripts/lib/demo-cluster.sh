@@ -116,7 +116,7 @@ make_repo() {
     # api and its tenant copy acme-api share anti_affinity_group api, which needs two nodes
     # of type web; this demo has one.
     sed -i '/^anti_affinity_group:/d' "$src/services/api.yaml"
-    skipped "anti_affinity_group is removed from api: the demo has one node of type web"
+    info "note: anti_affinity_group is removed from api because the demo has one node of type web"
     for f in "$src"/services/*.yaml "$src"/tenants/*/*.yaml; do
         case "$f" in
             */services/*) svc="$(sed -n 's/^name: //p' "$f")" ;;
