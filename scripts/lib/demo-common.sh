@@ -65,14 +65,15 @@ status_table() {
     in_ns "$netns" curl -fsS "http://$api/status" | python3 -c '
 import json, sys
 s = json.load(sys.stdin)
-print("    node %s, revision %s, last tick: %s" % (s.get("node"), s.get("revision"),
-      (s.get("last_tick") or {}).get("summary")))
+summary = (s.get("last_tick") or {}).get("summary") or {}
+tick = ", ".join("%s %s" % (summary[k], k) for k in ("create", "update", "delete", "unchanged") if k in summary)
+print("    node %s, revision %s, last tick: %s" % (s.get("node"), s.get("revision"), tick or "none yet"))
 rows = [("SERVICE", "STATE", "PID", "GUEST IP", "SPEC HASH", "ERROR")]
 for svc in s.get("services") or []:
     if isinstance(svc, str):
         svc = s["services"][svc] | {"name": svc}
     rows.append((str(svc.get("name") or svc.get("service")), str(svc.get("state")),
-                 str(svc.get("pid")), str(svc.get("guest_ip")),
+                 str(svc.get("pid") or "-"), str(svc.get("guest_ip") or "-"),
                  str(svc.get("spec_hash") or "")[:12], str(svc.get("last_error") or "")))
 widths = [max(len(r[i]) for r in rows) for i in range(6)]
 for r in rows:
