@@ -3,7 +3,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use firework_vmm::RecordState;
 use serde::Serialize;
 
 use crate::spec::{ActualVm, DesiredVm};
@@ -118,7 +117,7 @@ pub fn plan(
                 service: vm.service.clone(),
                 label,
                 changed: Vec::new(),
-                reason: format!("vm is {}", state_name(existing.state)),
+                reason: format!("vm is {}", existing.state.as_str()),
             },
             Some(existing) => compare(vm, existing),
         };
@@ -182,16 +181,6 @@ fn compare(vm: &DesiredVm, existing: &ActualVm) -> Action {
         label,
         changed,
         reason,
-    }
-}
-
-fn state_name(state: RecordState) -> &'static str {
-    match state {
-        RecordState::Starting => "starting",
-        RecordState::Running => "running",
-        RecordState::Stopping => "stopping",
-        RecordState::Stopped => "stopped",
-        RecordState::Exited => "exited",
     }
 }
 
@@ -393,6 +382,8 @@ impl Budget {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
+    use firework_vmm::RecordState;
+
     use super::*;
 
     fn live(service: &str, label: &str) -> (String, ActualVm) {

@@ -47,6 +47,27 @@ pub struct ServiceStatus {
     pub rollout: Option<RolloutStatus>,
 }
 
+impl ServiceStatus {
+    /// Creates the status of `name` in `state`, with no VM details, not probed and in no
+    /// rollout.
+    pub fn new(name: &str, label: Option<String>, state: &str) -> Self {
+        ServiceStatus {
+            name: name.to_owned(),
+            label,
+            state: state.to_owned(),
+            pid: None,
+            spec_hash: None,
+            guest_ip: None,
+            last_error: None,
+            generation: 0,
+            health: "not_probed".to_owned(),
+            restarts: 0,
+            last_probe_error: None,
+            rollout: None,
+        }
+    }
+}
+
 /// A service's part in a rolling update.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RolloutStatus {

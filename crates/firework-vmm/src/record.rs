@@ -31,6 +31,20 @@ pub enum RecordState {
     Exited,
 }
 
+impl RecordState {
+    /// Returns the state's name as a record stores it: `starting`, `running`, `stopping`,
+    /// `stopped` or `exited`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecordState::Starting => "starting",
+            RecordState::Running => "running",
+            RecordState::Stopping => "stopping",
+            RecordState::Stopped => "stopped",
+            RecordState::Exited => "exited",
+        }
+    }
+}
+
 /// How the VM process was launched.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]

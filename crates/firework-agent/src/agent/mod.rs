@@ -13,7 +13,6 @@ use firework_model::agent::AgentConfig;
 use firework_model::registry::{NodeRecord, Resources};
 use firework_net::{AppliedNetwork, NetworkPlan, PortForward, Protocol, ServiceNetwork};
 use firework_store::{ConfigStore, DesiredState, DesiredStateCache, NodeRegistry, error_chain};
-use firework_vmm::RecordState;
 use ipnet::Ipv4Net;
 use serde::Serialize;
 use tokio::sync::watch;

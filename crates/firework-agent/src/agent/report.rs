@@ -31,43 +31,15 @@ impl Agent {
             .unwrap_or_default();
         let mut services: BTreeMap<String, ServiceStatus> = BTreeMap::new();
         for (name, label) in &desired_labels {
-            services.insert(
-                name.clone(),
-                ServiceStatus {
-                    name: name.clone(),
-                    label: Some(label.clone()),
-                    state: "absent".to_owned(),
-                    pid: None,
-                    spec_hash: None,
-                    guest_ip: None,
-                    last_error: None,
-                    generation: 0,
-                    health: "not_probed".to_owned(),
-                    restarts: 0,
-                    last_probe_error: None,
-                    rollout: None,
-                },
-            );
+            let status = ServiceStatus::new(name, Some(label.clone()), "absent");
+            services.insert(name.clone(), status);
         }
         for status in statuses {
             let intent = intents.get(&status.service);
             let entry = services
                 .entry(status.service.clone())
-                .or_insert_with(|| ServiceStatus {
-                    name: status.service.clone(),
-                    label: None,
-                    state: String::new(),
-                    pid: None,
-                    spec_hash: None,
-                    guest_ip: None,
-                    last_error: None,
-                    generation: 0,
-                    health: "not_probed".to_owned(),
-                    restarts: 0,
-                    last_probe_error: None,
-                    rollout: None,
-                });
-            entry.state = record_state_name(status.state).to_owned();
+                .or_insert_with(|| ServiceStatus::new(&status.service, None, ""));
+            entry.state = status.state.as_str().to_owned();
             entry.pid = status.pid;
             entry.spec_hash = intent.map(|intent| intent.hash.clone());
             entry.guest_ip = intent
@@ -149,16 +121,6 @@ impl Agent {
         }
         status.services = services.into_values().collect();
         status.finished_at = Some(std::time::Instant::now());
-    }
-}
-
-fn record_state_name(state: RecordState) -> &'static str {
-    match state {
-        RecordState::Starting => "starting",
-        RecordState::Running => "running",
-        RecordState::Stopping => "stopping",
-        RecordState::Stopped => "stopped",
-        RecordState::Exited => "exited",
     }
 }
 
