@@ -3,7 +3,7 @@
 //! routes, publish the heartbeat, update the status.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,7 +13,6 @@ use firework_model::agent::AgentConfig;
 use firework_model::registry::{NodeRecord, Resources};
 use firework_net::{AppliedNetwork, NetworkPlan, PortForward, Protocol, ServiceNetwork};
 use firework_store::{ConfigStore, DesiredState, DesiredStateCache, NodeRegistry, error_chain};
-use ipnet::Ipv4Net;
 use serde::Serialize;
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -45,23 +44,6 @@ pub const RETRY_BASE: Duration = Duration::from_secs(1);
 /// The longest wait between retries of a failed service.
 pub const RETRY_MAX: Duration = Duration::from_secs(300);
 
-/// Host network settings of the agent.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NetworkSettings {
-    /// The bridge every TAP joins.
-    pub bridge: String,
-    /// The guest subnet.
-    pub subnet: Ipv4Net,
-    /// The bridge address and guest gateway.
-    pub gateway: Ipv4Addr,
-    /// The interface guest traffic leaves through.
-    pub out_interface: Option<String>,
-    /// Whether guests are isolated from each other.
-    pub isolation: bool,
-    /// The agent API port, closed to guests under isolation.
-    pub agent_api_port: Option<u16>,
-}
-
 /// Settings of an [`Agent`], derived from the agent config.
 #[derive(Debug, Clone)]
 pub struct AgentSettings {
@@ -74,8 +56,9 @@ pub struct AgentSettings {
     pub node_types: Vec<String>,
     /// The node's private address, published in the heartbeat.
     pub host_ip: Option<IpAddr>,
-    /// Guest networking, `None` without `vm_subnet`.
-    pub network: Option<NetworkSettings>,
+    /// Guest networking, `None` without `vm_subnet`: the host part of the network plan,
+    /// whose `services` each tick fills in.
+    pub network: Option<NetworkPlan>,
     /// Whether creates are checked against host capacity.
     pub capacity_check: bool,
     /// CPU and memory kept for the host.
@@ -107,13 +90,16 @@ impl AgentSettings {
             labels: config.node_names.clone(),
             node_types: config.node_types.clone(),
             host_ip: config.host_ip,
-            network: config.vm_subnet.map(|subnet| NetworkSettings {
+            network: config.vm_subnet.map(|subnet| NetworkPlan {
                 bridge: config.vm_bridge.clone(),
                 subnet,
                 gateway: config.vm_gateway,
                 out_interface: Some(config.out_interface.clone()).filter(|name| !name.is_empty()),
                 isolation: config.network_isolation,
                 agent_api_port: api_port,
+                mtu: None,
+                tap_owner_uid: None,
+                services: Vec::new(),
             }),
             capacity_check: config.enable_capacity_check,
             reserved: Resources {

@@ -16,15 +16,8 @@ impl Agent {
             return None;
         };
         let mut plan = NetworkPlan {
-            bridge: settings.bridge.clone(),
-            subnet: settings.subnet,
-            gateway: settings.gateway,
-            out_interface: settings.out_interface.clone(),
-            isolation: settings.isolation,
-            agent_api_port: settings.agent_api_port,
-            mtu: None,
-            tap_owner_uid: None,
             services: Vec::new(),
+            ..settings.clone()
         };
         let mut names = BTreeSet::new();
         for labeled in services {

@@ -9,7 +9,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use firework_agent::agent::NetworkSettings;
 use firework_agent::capacity::CapacitySource;
 use firework_agent::driver::{NetDriver, VmDriver};
 use firework_agent::error::BoxError;
@@ -244,14 +243,17 @@ impl NetDriver for FakeNet {
 }
 
 /// Guest network settings on 172.30.0.0/24 with isolation.
-pub fn network_settings(bridge: &str) -> NetworkSettings {
-    NetworkSettings {
+pub fn network_settings(bridge: &str) -> firework_net::NetworkPlan {
+    firework_net::NetworkPlan {
         bridge: bridge.to_owned(),
         subnet: "172.30.0.0/24".parse().unwrap(),
         gateway: std::net::Ipv4Addr::new(172, 30, 0, 1),
         out_interface: None,
         isolation: true,
         agent_api_port: Some(8080),
+        mtu: None,
+        tap_owner_uid: None,
+        services: Vec::new(),
     }
 }
 
