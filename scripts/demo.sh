@@ -221,7 +221,7 @@ setup_netns() {
     fi
     ip -n "$ns" link set lo up
     # Port forwards to guests and guests' outbound NAT route packets between eth0 and the
-    # guest bridge; the agent's preflight check reports this setting when it is off.
+    # guest bridge. The agent's preflight check reports this setting when it is off.
     ip netns exec "$ns" sysctl -qw net.ipv4.ip_forward=1
     if ! ip link show fwdemo-br >/dev/null 2>&1; then
         ip link add fwdemo-br type bridge
