@@ -43,11 +43,7 @@ fn traefik_binary() -> Option<PathBuf> {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind((LOOPBACK, 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    firework_testkit::ports::free_port().unwrap()
 }
 
 /// A Traefik process, killed on drop.

@@ -10,9 +10,10 @@
 
 use std::fs::File;
 use std::io;
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
@@ -25,6 +26,12 @@ const CONFIG_FILE: &str = "garage.toml";
 
 /// The log file inside the server's directory. The server's standard error goes there.
 const LOG_FILE: &str = "garage.log";
+
+/// How many times [`Garage::launch`] starts a server that exits during set-up.
+pub const LAUNCH_ATTEMPTS: u32 = 3;
+
+/// How many of the server's last log lines an error quotes.
+const LOG_TAIL_LINES: usize = 5;
 
 /// How long a port may take to open, and how long an admin command is retried.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -78,12 +85,22 @@ pub enum GarageError {
         timeout: Duration,
     },
     /// An admin command still failed when its retries ran out.
-    #[error("garage {args:?} failed: {stderr}")]
+    #[error("garage {args:?} failed: {stderr}; the server's log ends with: {log_tail}")]
     Command {
         /// The command's arguments after `-c <config>`.
         args: Vec<String>,
         /// The standard error of the last attempt.
         stderr: String,
+        /// The last lines of the server's log.
+        log_tail: String,
+    },
+    /// The server exited while it was being set up.
+    #[error("garage server exited with {status} during set-up; its log ends with: {log_tail}")]
+    Exited {
+        /// The server's exit status.
+        status: std::process::ExitStatus,
+        /// The last lines of the server's log.
+        log_tail: String,
     },
     /// An admin command succeeded but its output lacked a value.
     #[error("no {missing} in the output of garage {args:?}: {output}")]
@@ -103,7 +120,8 @@ pub enum GarageError {
 pub struct Garage {
     dir: TempDir,
     binary: PathBuf,
-    child: Option<Child>,
+    /// The server process, behind a lock so that `&self` methods can see whether it exited.
+    child: Mutex<Option<Child>>,
     /// The S3 endpoint, `http://127.0.0.1:<port>`.
     pub endpoint: String,
     /// The admin API endpoint, `http://127.0.0.1:<port>`. It serves `/metrics`.
@@ -150,13 +168,30 @@ impl Garage {
         }
     }
 
-    /// Starts `binary` as a server and creates the bucket and key of `options`.
+    /// Starts `binary` as a server and creates the bucket and key of `options`. When the
+    /// server exits during set-up, most likely because another process took one of its
+    /// ports first, it is started again on new ports, up to [`LAUNCH_ATTEMPTS`] times in
+    /// all.
     ///
     /// # Errors
     ///
     /// Returns [`GarageError`] when a file cannot be written, the server cannot be spawned,
     /// a port does not open or an admin command fails. The server is stopped then.
     pub fn launch(binary: PathBuf, options: &GarageOptions) -> Result<Garage, GarageError> {
+        let mut attempt = 1;
+        loop {
+            match Garage::launch_once(binary.clone(), options) {
+                Err(error @ GarageError::Exited { .. }) if attempt < LAUNCH_ATTEMPTS => {
+                    eprintln!("garage: starting again on new ports: {error}");
+                    attempt += 1;
+                }
+                result => return result,
+            }
+        }
+    }
+
+    /// Starts `binary` once, as [`Garage::launch`] describes.
+    fn launch_once(binary: PathBuf, options: &GarageOptions) -> Result<Garage, GarageError> {
         let dir = match &options.data_root {
             Some(root) => tempfile::tempdir_in(root),
             None => tempfile::tempdir(),
@@ -185,7 +220,7 @@ impl Garage {
         let mut garage = Garage {
             dir,
             binary,
-            child: Some(child),
+            child: Mutex::new(Some(child)),
             endpoint: format!("http://127.0.0.1:{s3_port}"),
             admin_endpoint: format!("http://127.0.0.1:{admin_port}"),
             region: REGION.to_owned(),
@@ -193,21 +228,23 @@ impl Garage {
             key_id: String::new(),
             secret: String::new(),
         };
-        wait_for_port("garage rpc", rpc_port)?;
+        garage.wait_for_port("garage rpc", rpc_port)?;
         garage.apply_layout(&options.capacity)?;
-        wait_for_port("garage s3 api", s3_port)?;
+        garage.wait_for_port("garage s3 api", s3_port)?;
         garage.create_bucket_and_key(&options.key_name)?;
         Ok(garage)
     }
 
     /// Runs `garage -c <config> <args>` against this server and returns its standard
     /// output. A failing command is retried every 200 ms for up to 30 s, because right
-    /// after start the layout may not have propagated yet.
+    /// after start the layout may not have propagated yet, but not once the server has
+    /// exited.
     ///
     /// # Errors
     ///
-    /// Returns [`GarageError::Io`] when `garage` cannot be run, and
-    /// [`GarageError::Command`] when it still fails after the retries.
+    /// Returns [`GarageError::Io`] when `garage` cannot be run, [`GarageError::Exited`]
+    /// when the server has exited, and [`GarageError::Command`] when the command still
+    /// fails after the retries.
     pub fn cli(&self, args: &[&str]) -> Result<String, GarageError> {
         let deadline = Instant::now() + STARTUP_TIMEOUT;
         loop {
@@ -220,10 +257,12 @@ impl Garage {
             if output.status.success() {
                 return Ok(String::from_utf8_lossy(&output.stdout).into_owned());
             }
+            self.check_running()?;
             if Instant::now() >= deadline {
                 return Err(GarageError::Command {
                     args: owned(args),
                     stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+                    log_tail: self.log_tail(),
                 });
             }
             std::thread::sleep(Duration::from_millis(200));
@@ -238,10 +277,65 @@ impl Garage {
     /// Kills the server. The endpoints then refuse connections. Calling it again does
     /// nothing.
     pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
+        let child = match self.child.get_mut() {
+            Ok(child) => child.take(),
+            Err(poisoned) => poisoned.into_inner().take(),
+        };
+        if let Some(mut child) = child {
             // The server may have exited already, and there is nothing else to clean up.
             let _ = child.kill();
             let _ = child.wait();
+        }
+    }
+
+    /// Polls `port` on 127.0.0.1 every 50 ms until it accepts a connection.
+    fn wait_for_port(&self, what: &'static str, port: u16) -> Result<(), GarageError> {
+        let deadline = Instant::now() + STARTUP_TIMEOUT;
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            self.check_running()?;
+            if Instant::now() >= deadline {
+                return Err(GarageError::PortTimeout {
+                    what,
+                    port,
+                    timeout: STARTUP_TIMEOUT,
+                });
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(())
+    }
+
+    /// Returns [`GarageError::Exited`] when the server process has exited by itself. A
+    /// server that [`Garage::stop`] killed is not reported.
+    fn check_running(&self) -> Result<(), GarageError> {
+        let mut child = match self.child.lock() {
+            Ok(child) => child,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let status = match child.as_mut().map(Child::try_wait) {
+            Some(Ok(Some(status))) => status,
+            _ => return Ok(()),
+        };
+        Err(GarageError::Exited {
+            status,
+            log_tail: self.log_tail(),
+        })
+    }
+
+    /// Returns the last lines of the server's log, joined by ` | `, or a note that it
+    /// cannot be read.
+    fn log_tail(&self) -> String {
+        match std::fs::read_to_string(self.log_path()) {
+            Ok(log) => {
+                let lines: Vec<&str> = log.lines().collect();
+                let start = lines.len().saturating_sub(LOG_TAIL_LINES);
+                if lines.is_empty() {
+                    "(nothing)".to_owned()
+                } else {
+                    lines[start..].join(" | ")
+                }
+            }
+            Err(error) => format!("(cannot read {}: {error})", self.log_path().display()),
         }
     }
 
@@ -355,29 +449,9 @@ fn parse_key_info(info: &str) -> (Option<String>, Option<String>) {
     (non_empty(key_id), non_empty(secret))
 }
 
-/// Returns a port on 127.0.0.1 that was free a moment ago. Another process may take it
-/// before the server binds it.
+/// Returns a free loopback port, see [`crate::ports::free_port`].
 fn free_port() -> Result<u16, GarageError> {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|address| address.port())
-        .map_err(|source| io_error("find a free loopback port", source))
-}
-
-/// Polls `port` on 127.0.0.1 every 50 ms until it accepts a connection.
-fn wait_for_port(what: &'static str, port: u16) -> Result<(), GarageError> {
-    let deadline = Instant::now() + STARTUP_TIMEOUT;
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if Instant::now() >= deadline {
-            return Err(GarageError::PortTimeout {
-                what,
-                port,
-                timeout: STARTUP_TIMEOUT,
-            });
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Ok(())
+    crate::ports::free_port().map_err(|source| io_error("find a free loopback port", source))
 }
 
 fn io_error(action: &str, source: io::Error) -> GarageError {

@@ -4,3 +4,4 @@
 //! and stop them on drop.
 
 pub mod garage;
+pub mod ports;

@@ -1,5 +1,6 @@
 //! The Garage fixture against the real `garage` binary: options are applied, a failed
-//! launch cleans up, and the server and its directory are gone after `stop` and drop.
+//! launch cleans up, a server that exits during set-up is started again and then reported,
+//! and the server and its directory are gone after `stop` and drop.
 
 use std::net::TcpStream;
 
@@ -86,4 +87,52 @@ fn launch_missing_binary_fails() {
         left, 0,
         "the server's directory is still under the data root"
     );
+}
+
+#[test]
+fn exiting_server_restarted_then_reported() {
+    use std::os::unix::fs::PermissionsExt;
+
+    let data_root = tempfile::tempdir().unwrap();
+    let bin_dir = tempfile::tempdir().unwrap();
+    let runs = bin_dir.path().join("runs");
+    // Stands in for a server that loses the race for its port: it logs and exits at once.
+    let binary = bin_dir.path().join("garage");
+    std::fs::write(
+        &binary,
+        format!(
+            "#!/bin/sh\necho \"$*\" >> {}\necho 'bind: Address already in use' >&2\nexit 3\n",
+            runs.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&binary, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let options = GarageOptions {
+        data_root: Some(data_root.path().to_owned()),
+        ..GarageOptions::default()
+    };
+
+    let error = Garage::launch(binary, &options).unwrap_err();
+
+    match &error {
+        GarageError::Exited { status, log_tail } => {
+            assert_eq!(status.code(), Some(3), "{error}");
+            assert_eq!(log_tail, "bind: Address already in use");
+        }
+        other => panic!("expected Exited, got {other}"),
+    }
+    assert_eq!(
+        error.to_string(),
+        "garage server exited with exit status: 3 during set-up; its log ends with: \
+         bind: Address already in use"
+    );
+    let runs = std::fs::read_to_string(runs).unwrap();
+    assert_eq!(
+        runs.lines().count(),
+        firework_testkit::garage::LAUNCH_ATTEMPTS as usize,
+        "{runs}"
+    );
+    assert!(runs.lines().all(|line| line.ends_with(" server")), "{runs}");
+    let left = std::fs::read_dir(data_root.path()).unwrap().count();
+    assert_eq!(left, 0, "a server directory is still under the data root");
 }

@@ -4,7 +4,7 @@
 #![allow(dead_code, clippy::unwrap_used)]
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -34,12 +34,9 @@ pub fn emulator_path() -> Option<PathBuf> {
     None
 }
 
+/// Returns a port that was free a moment ago on 127.0.0.1, outside the ephemeral range.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    firework_testkit::ports::free_port().unwrap()
 }
 
 /// A node: a store, images, a state directory and an agent config.

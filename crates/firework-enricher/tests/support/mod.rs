@@ -3,7 +3,7 @@
 
 #![allow(dead_code)]
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -106,11 +106,7 @@ impl Daemon {
     /// Serves every repository below `base`; the URL of `base/<name>` is
     /// `git://127.0.0.1:<port>/<name>`.
     pub fn start(base: &Path) -> Daemon {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = firework_testkit::ports::free_port().unwrap();
         // `git daemon` forks `git-daemon`, and killing the wrapper would leave the server
         // running, so the daemon binary is started directly.
         let exec_path = Command::new("git")

@@ -4,7 +4,7 @@
 
 #![allow(dead_code, reason = "each test file uses a different part")]
 
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -21,8 +21,7 @@ pub use firework_testkit::garage::Garage;
 pub const NOW: &str = "2026-12-04T20:00:00Z";
 
 fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
+    firework_testkit::ports::free_port().unwrap()
 }
 
 fn port_open(port: u16) -> bool {

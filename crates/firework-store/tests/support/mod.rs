@@ -4,7 +4,7 @@
 
 #![allow(dead_code)]
 
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -22,10 +22,9 @@ use tempfile::TempDir;
 
 pub use firework_testkit::garage::Garage;
 
-/// Returns a port that was free a moment ago on 127.0.0.1.
+/// Returns a port that was free a moment ago on 127.0.0.1, outside the ephemeral range.
 pub fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
+    firework_testkit::ports::free_port().unwrap()
 }
 
 /// Polls `ready` every 50 ms until it returns true or `timeout` passes.
