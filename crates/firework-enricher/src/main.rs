@@ -1,6 +1,5 @@
 //! `firework-enricher`: render service specs into node configs and publish them.
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -9,7 +8,6 @@ use firework_enricher::publish::{ObjectOptions, PublishError};
 use firework_enricher::run::{RunConfig, RunError, render_only, run};
 use firework_enricher::serve::{self, ServeConfig, error_chain};
 use firework_model::diagnostic::Diagnostic;
-use tracing_subscriber::EnvFilter;
 
 /// Exit code of invalid input: validation errors or services that fit nowhere.
 const EXIT_INVALID: u8 = 1;
@@ -97,14 +95,9 @@ fn main() -> ExitCode {
         Command::Lambda { .. } => "info",
         _ => "warn",
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level)),
-        )
-        // Colour codes only on a terminal, so that log files and journald get plain text.
-        .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
-        .with_writer(std::io::stderr)
-        .init();
+    if let Err(error) = firework_logging::init(default_level, firework_logging::LogFormat::Text) {
+        eprintln!("warning: cannot install the logger: {error}");
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(error) => {

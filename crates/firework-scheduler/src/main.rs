@@ -4,7 +4,6 @@
 //! I/O or registry error.
 
 use std::error::Error;
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -16,7 +15,6 @@ use firework_scheduler::report::{to_json, to_text};
 use firework_scheduler::source::{ObjectOptions, RegistrySource};
 use firework_scheduler::{DEFAULT_VM_OVERHEAD_MB, ScheduleOptions};
 use jiff::Timestamp;
-use tracing_subscriber::EnvFilter;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -100,14 +98,9 @@ enum Format {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")),
-        )
-        // Colour codes only on a terminal, so that log files and journald get plain text.
-        .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
-        .with_writer(std::io::stderr)
-        .init();
+    if let Err(error) = firework_logging::init("warn", firework_logging::LogFormat::Text) {
+        eprintln!("warning: cannot install the logger: {error}");
+    }
 
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
