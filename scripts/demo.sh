@@ -367,7 +367,7 @@ ensure_routes() {
     local ns="$1" dir="$2"
     wait_for 30 ls "$dir/traefik/dynamic"/firework-local-api.yaml >/dev/null 2>&1 \
         || { grep -i route "$WORK/logs/agent-n1.log" | tail -n 5 >&2; die "the agent wrote no Traefik route for api in $dir/traefik/dynamic (its route log lines above)"; }
-    info "the agent wrote Traefik routes: $(cd "$dir/traefik/dynamic" && ls firework-local-*.yaml | tr '\n' ' ')"
+    info "the agent wrote Traefik routes: $(cd "$dir/traefik/dynamic" && ls firework-local-*.yaml | paste -sd ' ')"
 }
 
 # curl_service NS HOST PATH: one request through Traefik.

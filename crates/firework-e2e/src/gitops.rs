@@ -21,22 +21,6 @@ fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|value| value == "true")
 }
 
-/// Finds `garage` on PATH or in `~/.cargo/bin`.
-fn find_garage() -> Option<PathBuf> {
-    let on_path = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|dir| dir.join("garage"))
-            .find(|candidate| candidate.is_file())
-    });
-    on_path.or_else(|| {
-        let home = std::env::var_os("CARGO_HOME")
-            .map(PathBuf::from)
-            .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cargo")))?;
-        let candidate = home.join("bin/garage");
-        candidate.is_file().then_some(candidate)
-    })
-}
-
 /// The binaries the GitOps tests need besides the node's.
 #[derive(Debug, Clone)]
 pub struct GitopsTools {
@@ -52,7 +36,7 @@ impl GitopsTools {
     pub fn find(test: &str) -> Option<Self> {
         let enricher = crate::tools::workspace_binary("firework-enricher");
         let mut missing = Vec::new();
-        let garage = find_garage();
+        let garage = firework_testkit::garage::find_binary();
         if garage.is_none() {
             missing.push("garage (run .ci/setup-garage.sh)".to_owned());
         }
