@@ -1,7 +1,7 @@
 //! Fixtures for the integration tests of the Firework crates.
 //!
-//! Only dev-dependencies use this crate. Its fixtures start real servers on loopback ports
-//! and stop them on drop.
+//! Only tests use this crate: dev-dependencies and the end-to-end test crate. Its fixtures
+//! start real servers on loopback ports and stop them on drop.
 
 pub mod garage;
 pub mod ports;
