@@ -11,10 +11,6 @@ pub fn init(level: LogLevel, format: LogFormat) {
         LogLevel::Warn => "warn",
         LogLevel::Error => "error",
     };
-    let format = match format {
-        LogFormat::Json => firework_logging::LogFormat::Json,
-        LogFormat::Text => firework_logging::LogFormat::Text,
-    };
     if let Err(error) = firework_logging::init(default, format) {
         eprintln!("firework-agent: cannot install the logger: {error}");
     }

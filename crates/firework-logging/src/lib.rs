@@ -7,17 +7,8 @@
 use std::ffi::OsStr;
 use std::io::IsTerminal;
 
+pub use firework_model::agent::LogFormat;
 use tracing_subscriber::EnvFilter;
-
-/// The shape of each log line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum LogFormat {
-    /// Human-readable text.
-    #[default]
-    Text,
-    /// One JSON object per line.
-    Json,
-}
 
 /// Installs the global subscriber with `default_filter` (an `EnvFilter` directive such as
 /// `info` or `warn,firework_agent=debug`) unless `RUST_LOG` is set.

@@ -13,7 +13,7 @@ use std::io;
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Mutex;
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
@@ -237,8 +237,8 @@ impl Garage {
 
     /// Runs `garage -c <config> <args>` against this server and returns its standard
     /// output. A failing command is retried every 200 ms for up to 30 s, because right
-    /// after start the layout may not have propagated yet, but not once the server has
-    /// exited.
+    /// after start the layout may not have propagated yet. Retries stop once the server
+    /// has exited.
     ///
     /// # Errors
     ///
@@ -277,11 +277,8 @@ impl Garage {
     /// Kills the server. The endpoints then refuse connections. Calling it again does
     /// nothing.
     pub fn stop(&mut self) {
-        let child = match self.child.get_mut() {
-            Ok(child) => child.take(),
-            Err(poisoned) => poisoned.into_inner().take(),
-        };
-        if let Some(mut child) = child {
+        let child = self.child.get_mut().unwrap_or_else(PoisonError::into_inner);
+        if let Some(mut child) = child.take() {
             // The server may have exited already, and there is nothing else to clean up.
             let _ = child.kill();
             let _ = child.wait();
@@ -308,10 +305,7 @@ impl Garage {
     /// Returns [`GarageError::Exited`] when the server process has exited by itself. A
     /// server that [`Garage::stop`] killed is not reported.
     fn check_running(&self) -> Result<(), GarageError> {
-        let mut child = match self.child.lock() {
-            Ok(child) => child,
-            Err(poisoned) => poisoned.into_inner(),
-        };
+        let mut child = self.child.lock().unwrap_or_else(PoisonError::into_inner);
         let status = match child.as_mut().map(Child::try_wait) {
             Some(Ok(Some(status))) => status,
             _ => return Ok(()),
@@ -322,20 +316,17 @@ impl Garage {
         })
     }
 
-    /// Returns the last lines of the server's log, joined by ` | `, or a note that it
-    /// cannot be read.
+    /// Returns the last lines of the server's log, joined by ` | `, or a note that the log
+    /// is empty or unreadable.
     fn log_tail(&self) -> String {
         match std::fs::read_to_string(self.log_path()) {
+            Ok(log) if log.is_empty() => "(empty)".to_owned(),
             Ok(log) => {
                 let lines: Vec<&str> = log.lines().collect();
                 let start = lines.len().saturating_sub(LOG_TAIL_LINES);
-                if lines.is_empty() {
-                    "(nothing)".to_owned()
-                } else {
-                    lines[start..].join(" | ")
-                }
+                lines[start..].join(" | ")
             }
-            Err(error) => format!("(cannot read {}: {error})", self.log_path().display()),
+            Err(error) => format!("(failed to read {}: {error})", self.log_path().display()),
         }
     }
 

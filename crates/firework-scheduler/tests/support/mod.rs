@@ -20,10 +20,6 @@ pub use firework_testkit::garage::Garage;
 /// The time every plan in these tests is judged at.
 pub const NOW: &str = "2026-12-04T20:00:00Z";
 
-fn free_port() -> u16 {
-    firework_testkit::ports::free_port().unwrap()
-}
-
 fn port_open(port: u16) -> bool {
     TcpStream::connect(("127.0.0.1", port)).is_ok()
 }
@@ -166,7 +162,7 @@ impl FakeGcs {
         let dir = tempfile::tempdir().unwrap();
         // Each folder under the data directory becomes a bucket.
         std::fs::create_dir_all(dir.path().join("data/firework")).unwrap();
-        let port = free_port();
+        let port = firework_testkit::ports::free_port().unwrap();
         let child = Command::new("fake-gcs-server")
             .args([
                 "-scheme",
