@@ -96,7 +96,7 @@ fn main() -> ExitCode {
         _ => "warn",
     };
     if let Err(error) = firework_logging::init(default_level, firework_logging::LogFormat::Text) {
-        eprintln!("warning: cannot install the logger: {error}");
+        eprintln!("warning: failed to install the logger: {error}");
     }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,

@@ -99,7 +99,7 @@ enum Format {
 
 fn main() -> ExitCode {
     if let Err(error) = firework_logging::init("warn", firework_logging::LogFormat::Text) {
-        eprintln!("warning: cannot install the logger: {error}");
+        eprintln!("warning: failed to install the logger: {error}");
     }
 
     let cli = match Cli::try_parse() {

@@ -14,7 +14,7 @@ use std::ops::Range;
 /// The file that gives the kernel's ephemeral port range, first and last port.
 const EPHEMERAL_RANGE_FILE: &str = "/proc/sys/net/ipv4/ip_local_port_range";
 
-/// The lowest port [`free_port`] picks, above the well-known and most registered ports.
+/// The lowest port [`free_port`] picks, far above the well-known ports (below 1024).
 const LOWEST_PORT: u16 = 10_000;
 
 /// How many random ports [`free_port`] tries before it gives up.
